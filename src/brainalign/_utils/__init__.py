@@ -1,0 +1,4 @@
+"""Internal helpers shared by every layer: validation, errors, progress, devices, atomic files, seeds.
+
+Nothing here imports torch at module import time; :mod:`brainalign._utils.device` imports it lazily.
+"""

@@ -1,0 +1,1 @@
+"""brainalign.evaluate (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""brainalign.losses (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""brainalign.models (see DESIGN.md)."""

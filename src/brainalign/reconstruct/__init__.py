@@ -1,0 +1,1 @@
+"""brainalign.reconstruct (see DESIGN.md)."""

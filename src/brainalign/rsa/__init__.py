@@ -1,0 +1,1 @@
+"""brainalign.rsa (see DESIGN.md)."""

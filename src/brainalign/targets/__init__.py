@@ -1,0 +1,1 @@
+"""brainalign.targets (see DESIGN.md)."""

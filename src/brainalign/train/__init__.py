@@ -1,0 +1,1 @@
+"""brainalign.train (see DESIGN.md)."""

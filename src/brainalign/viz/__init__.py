@@ -1,0 +1,1 @@
+"""brainalign.viz (see DESIGN.md)."""
