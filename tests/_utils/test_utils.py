@@ -48,9 +48,13 @@ def test_atomic_write_success_and_failure(tmp_path):
     assert dest.read_bytes() == b"complete"
     assert file_sha256(dest) == hashlib.sha256(b"complete").hexdigest()
 
-    with pytest.raises(RuntimeError), atomic_write(dest) as fh:
-        fh.write(b"half")
-        raise RuntimeError("killed")
+    def killed_mid_write():
+        with atomic_write(dest) as fh:
+            fh.write(b"half")
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        killed_mid_write()
     # the old complete file survives and no temporary file is left behind
     assert dest.read_bytes() == b"complete"
     assert sorted(os.listdir(dest.parent)) == ["cache.bin"]

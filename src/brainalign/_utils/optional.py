@@ -1,4 +1,4 @@
-"""Optional dependencies: import them lazily with an error that says which ``pip install`` fixes it."""
+"""Optional dependencies, imported lazily with an error naming the ``pip install`` to run."""
 
 from __future__ import annotations
 
