@@ -54,3 +54,11 @@ def test_cli_entry_point_runs():
         check=True,
     ).stdout
     assert out.strip() == f"brainalign {brainalign.__version__}"
+
+
+@pytest.mark.parametrize("subpackage", ["io", "data"])
+def test_every_public_name_resolves(subpackage):
+    """Each name in a lazy ``__all__`` must import from the module the lazy map points to."""
+    module = getattr(brainalign, subpackage)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name

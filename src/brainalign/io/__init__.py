@@ -18,9 +18,9 @@ _LAZY = {
     # fMRI
     "load_nifti_runs": "fmri",
     "load_nifti_betas": "fmri",
-    "load_surface": "fmri",
-    "load_nsd_betas": "fmri",
-    "read_design_table": "fmri",
+    "load_surface": "surface",
+    "load_nsd_betas": "nsd",
+    "read_design_table": "design",
     # M/EEG
     "read_raw": "meeg",
     "load_meeg": "meeg",
