@@ -127,7 +127,11 @@ def known_readers() -> tuple[str, ...]:
 
     lazy = getattr(_io, "_LAZY", {})
     return tuple(
-        sorted(n for n, mod in lazy.items() if n.startswith("load_") and mod in ("fmri", "meeg"))
+        sorted(
+            n
+            for n, mod in lazy.items()
+            if n.startswith("load_") and mod in ("fmri", "nsd", "surface", "meeg")
+        )
     )
 
 
