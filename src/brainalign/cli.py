@@ -30,18 +30,16 @@ Run `brainalign SUBCOMMAND --help` for the options of each.
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .pipelines.demo import run_demo
 
     run_demo(data_root=args.data_root, verbose=not args.quiet)
     return 0
 
 
 def _cmd_manifests(args: argparse.Namespace) -> int:
-    from .io.manifest import find_manifest, list_manifests, load_manifest
+    from .pipelines.demo import manifest_table
 
-    for name in list_manifests():
-        manifest = load_manifest(find_manifest(name))
-        print(f"{name:<14} {manifest.modality:<5} {manifest.title}")
+    print(manifest_table().to_string(index=False))
     return 0
 
 

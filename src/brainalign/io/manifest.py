@@ -919,8 +919,9 @@ def manifest_dirs() -> list[Path]:
     dirs += [pkg.parents[2] / "data_manifests", pkg.parent / "data_manifests"]
     out: list[Path] = []
     for d in dirs:
-        if d.is_dir() and d not in out:
-            out.append(d)
+        # resolve, so that the packaged symlink to the repository's folder is listed once
+        if d.is_dir() and d.resolve() not in out:
+            out.append(d.resolve())
     return out
 
 

@@ -1,0 +1,1 @@
+"""Workflows that combine the layers: the demo, simulations (top layer, beside the CLI)."""

@@ -1,0 +1,66 @@
+"""The main job (``brainalign demo``) and the manifest subcommands of the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainalign import cli
+from brainalign.io.manifest import list_manifests
+from brainalign.pipelines.demo import load_example_recordings, manifest_table
+
+
+def test_manifest_table_lists_every_shipped_manifest():
+    table = manifest_table()
+    assert table["name"].tolist() == list_manifests()
+    for name in ("nsd", "things_eeg2", "things_meg", "meg_masc", "mous", "broderick2018"):
+        assert name in set(table["name"])
+
+
+def test_example_recordings_are_the_real_wheel_files():
+    import nibabel as nib
+    from nibabel.testing import data_path
+
+    recs = load_example_recordings()
+    func = recs["functional.nii"]
+    img = nib.load(f"{data_path}/functional.nii")
+    assert func.data.shape[0] == img.shape[-1] == 20
+    assert func.tr == 2.0
+    # each column is the time course of the voxel at its coordinates
+    to_ijk = np.linalg.inv(img.affine)
+    ijk = np.rint(nib.affines.apply_affine(to_ijk, func.voxel_coords)).astype(int)
+    raw = np.asarray(img.dataobj, dtype=np.float64)
+    for col in (0, func.n_features // 2, func.n_features - 1):
+        i, j, k = ijk[col]
+        np.testing.assert_allclose(func.data[:, col], raw[i, j, k], rtol=1e-6)
+    assert recs["task.func.gii"].kind == "timeseries"
+
+
+def test_cli_demo_runs(capsys):
+    assert cli.main(["demo", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Dataset manifests" in out
+    assert "OK: 10 present" in out
+    assert "<Recording fmri" in out
+
+
+def test_cli_validate_and_fetch(capsys, tmp_path):
+    assert cli.main(["validate", "examples", "--no-checksums"]) == 0
+    assert "present" in capsys.readouterr().out
+    # NSD needs a data-use agreement: a dry run lists the access notes, downloads nothing
+    cli.main(["fetch", "nsd", "--root", str(tmp_path), "--dry-run"])
+    assert "nsd" in capsys.readouterr().out.lower()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_reports_user_errors_without_traceback(capsys):
+    assert cli.main(["validate", "nds"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err
+    assert "Did you mean 'nsd'" in err
+
+
+@pytest.mark.parametrize("command", ["manifests"])
+def test_cli_manifests(capsys, command):
+    assert cli.main([command]) == 0
+    assert "meg_masc" in capsys.readouterr().out
