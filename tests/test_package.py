@@ -62,3 +62,14 @@ def test_every_public_name_resolves(subpackage):
     module = getattr(brainalign, subpackage)
     for name in module.__all__:
         assert getattr(module, name) is not None, name
+
+
+def test_readme_examples_run():
+    """The README's examples are doctests: their printed output must stay true."""
+    import doctest
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    result = doctest.testfile(str(readme), module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
