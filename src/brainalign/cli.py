@@ -23,7 +23,8 @@ Subcommands:
   manifests  list the dataset manifests that ship with brainalign
   validate   check a dataset on disk against its manifest (present / missing / corrupt)
   fetch      download what a manifest lists (resumable, checksum-verified, atomic)
-  features   extract stimulus features (CLIP, DNN layers, speech) into a cached array
+  features   extract stimulus features (CLIP, DNN layers, speech) into a cached HDF5 file
+  simulate   generate a simulated fMRI or M/EEG dataset with known ground truth
 
 Run `brainalign SUBCOMMAND --help` for the options of each.
 """
@@ -71,13 +72,57 @@ def _cmd_features(args: argparse.Namespace) -> int:
         layers=args.layer,
         out=args.out,
         pooling=args.pooling,
+        grid_size=args.grid_size,
+        n_components=args.n_components,
         weights=args.weights,
         batch_size=args.batch_size,
         device=args.device,
         cache_dir=args.cache_dir,
+        cache=not args.no_cache,
+        dtype=args.dtype,
+        sfreq_out=args.sfreq_out,
         verbose=not args.quiet,
     )
     print(result)
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    if args.modality == "fmri":
+        from .pipelines.simulate_fmri import simulate_fmri_dataset
+
+        dataset = simulate_fmri_dataset(
+            args.out,
+            seed=args.seed,
+            n_subjects=args.n_subjects if args.n_subjects is not None else 4,
+            n_stimuli=args.n_stimuli,
+            n_test=args.n_test,
+            snr=args.snr if args.snr is not None else 0.3,
+            images=args.images,
+            resolution_mm=args.resolution_mm,
+            image_size=args.image_size,
+            device=args.device,
+            overwrite=args.overwrite,
+            verbose=not args.quiet,
+        )
+    else:
+        from .pipelines.simulate_meeg import simulate_meeg_dataset
+
+        dataset = simulate_meeg_dataset(
+            args.out,
+            seed=args.seed,
+            n_subjects=args.n_subjects if args.n_subjects is not None else 2,
+            modality=args.modality,
+            duration=args.duration,
+            snr=args.snr if args.snr is not None else 0.1,
+            sfreq=args.sfreq,
+            n_channels=args.n_channels,
+            text=args.text,
+            device=args.device,
+            overwrite=args.overwrite,
+            verbose=not args.quiet,
+        )
+    print(dataset)
     return 0
 
 
@@ -152,12 +197,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="efficientnet_lite0", help="model name")
     p.add_argument("--weights", default=None, help="local weights file or pretrained tag")
     p.add_argument("--layer", action="append", default=None, help="layer name (repeatable)")
-    p.add_argument("--pooling", default="avg", help="avg, grid, random-projection, pca, none")
-    p.add_argument("--out", type=Path, default=None, help="output .npz (default: print only)")
+    p.add_argument("--pooling", default="avg", help="avg, grid, random, pca or none")
+    p.add_argument("--grid-size", type=int, default=2, help="cells per side for --pooling grid")
+    p.add_argument(
+        "--n-components", type=int, default=256, help="output size for --pooling random/pca"
+    )
+    p.add_argument("--out", type=Path, default=None, help="output .h5 (default: print only)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--dtype", default="float32", help="stored dtype: float32 or float16")
+    p.add_argument("--sfreq-out", type=float, default=120.0, help="rate of speech features, Hz")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = add(
+        "simulate",
+        _cmd_simulate,
+        "generate a simulated dataset with known ground truth",
+        "Generate a simulated dataset into OUT, in the real formats, with its ground truth and "
+        "a manifest. fmri: an NSD-like experiment (natural images, EfficientNet-Lite0 layers "
+        "driving MNI regions, NSD-style HDF5 betas and design tables). meg / eeg: a "
+        "MEG-MASC-like listening experiment (synthesised speech, sources on mne's fsaverage "
+        "head, FIF or BIDS with events.tsv). The same seed gives the same bytes.",
+    )
+    p.add_argument("modality", choices=["fmri", "meg", "eeg"], help="which experiment")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    p.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
+    p.add_argument("--n-subjects", type=int, default=None, help="default 4 (fmri), 2 (M/EEG)")
+    p.add_argument("--snr", type=float, default=None, help="default 0.3 (fmri), 0.1 (M/EEG)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--device", default="auto", help="where networks run: auto, cpu, cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("fmri options")
+    g.add_argument("--n-stimuli", type=int, default=None, help="distinct images (default 1000)")
+    g.add_argument("--n-test", type=int, default=100, help="shared test images (default 100)")
+    g.add_argument("--images", type=Path, default=None, help="folder of your own images")
+    g.add_argument("--resolution-mm", type=int, default=3, help="voxel size, mm (default 3)")
+    g.add_argument("--image-size", type=int, default=128, help="image side, pixels")
+    g = p.add_argument_group("meg / eeg options")
+    g.add_argument("--duration", type=float, default=300.0, help="recording length, s")
+    g.add_argument("--sfreq", type=float, default=200.0, help="sampling rate, Hz")
+    g.add_argument("--n-channels", type=int, default=None, help="sensors kept per subject")
+    g.add_argument("--text", type=Path, default=None, help="text file to speak")
     return parser
 
 
@@ -170,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, TypeError, ImportError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError, ImportError) as err:
         # user errors: the message says what to fix; no traceback
         print(f"brainalign {args.command}: error: {err}", file=sys.stderr)
         return 2
