@@ -248,3 +248,23 @@ def check_max_scale(max_value: Any, name: str) -> float | None:
     if isinstance(max_value, bool) or not isinstance(max_value, Real) or not float(max_value) > 0:
         raise ValueError(f"{name!r} must be None or a positive number, got {max_value!r}.")
     return float(max_value)
+
+
+class ScaledLoss(torch.nn.Module):
+    """Base of the loss modules with a CLIP-style temperature.
+
+    Holds ``logit_scale`` (the log of the multiplier ``s``; a parameter when ``learnable``, else
+    a buffer) and its upper limit ``max_logit_scale`` (``None``: no limit), and gives the
+    multiplier through :meth:`scale`.
+    """
+
+    def __init__(
+        self, init_logit_scale: float, *, learnable: bool, max_logit_scale: float | None
+    ) -> None:
+        super().__init__()
+        register_logit_scale(self, "logit_scale", init_logit_scale, learnable=learnable)
+        self.max_logit_scale = check_max_scale(max_logit_scale, "max_logit_scale")
+
+    def scale(self) -> torch.Tensor:
+        """The multiplier ``s = exp(logit_scale)``, after the in-place clamp."""
+        return clamped_exp(self.logit_scale, self.max_logit_scale)

@@ -23,18 +23,15 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from brainalign.losses._blockwise import block_logsumexp
 from brainalign.losses._common import (
+    ScaledLoss,
     as_scalar,
     check_chunk_size,
     check_embeddings,
-    check_max_scale,
-    clamped_exp,
     group_reduce,
     make_layout,
-    register_logit_scale,
 )
 from brainalign.losses.distributed import all_reduce_with_grad
 from brainalign.losses.infonce import finish_lse_loss, positive_labels
@@ -146,7 +143,7 @@ def dcl_loss(
     return finish_lse_loss(layout, lse, target_row, target_col, return_output=return_output)
 
 
-class DCLLoss(nn.Module):
+class DCLLoss(ScaledLoss):
     """Decoupled contrastive loss with a (learnable) logit scale.
 
     Parameters
@@ -174,17 +171,11 @@ class DCLLoss(nn.Module):
         chunk_size: int | None = None,
         distributed: bool = False,
     ) -> None:
-        super().__init__()
-        register_logit_scale(self, "logit_scale", init_logit_scale, learnable=learnable)
-        self.max_logit_scale = check_max_scale(max_logit_scale, "max_logit_scale")
+        super().__init__(init_logit_scale, learnable=learnable, max_logit_scale=max_logit_scale)
         self.symmetric = symmetric
         self.weight_sigma = weight_sigma
         self.chunk_size = chunk_size
         self.distributed = distributed
-
-    def scale(self) -> torch.Tensor:
-        """The multiplier ``s = exp(logit_scale)``, after the in-place clamp."""
-        return clamped_exp(self.logit_scale, self.max_logit_scale)
 
     def forward(
         self,

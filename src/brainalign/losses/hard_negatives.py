@@ -22,18 +22,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from brainalign._utils.seeding import check_random_state
 from brainalign.losses._common import (
     BatchLayout,
+    ScaledLoss,
     as_scalar,
     check_embeddings,
     check_fraction,
-    check_max_scale,
-    clamped_exp,
     make_layout,
-    register_logit_scale,
 )
 from brainalign.losses.infonce import positive_labels
 from brainalign.losses.output import LossOutput
@@ -252,7 +249,7 @@ def hard_negative_loss(
     )
 
 
-class HardNegativeLoss(nn.Module):
+class HardNegativeLoss(ScaledLoss):
     """InfoNCE with MoCHi hard negatives and a (learnable) logit scale.
 
     Parameters
@@ -285,9 +282,7 @@ class HardNegativeLoss(nn.Module):
         seed: int | np.random.Generator | None = None,
         distributed: bool = False,
     ) -> None:
-        super().__init__()
-        register_logit_scale(self, "logit_scale", init_logit_scale, learnable=learnable)
-        self.max_logit_scale = check_max_scale(max_logit_scale, "max_logit_scale")
+        super().__init__(init_logit_scale, learnable=learnable, max_logit_scale=max_logit_scale)
         self.n_hard = n_hard
         self.n_mix = n_mix
         self.n_query_mix = n_query_mix
@@ -295,10 +290,6 @@ class HardNegativeLoss(nn.Module):
         self.symmetric = symmetric
         self.rng = check_random_state(seed)
         self.distributed = distributed
-
-    def scale(self) -> torch.Tensor:
-        """The multiplier ``s = exp(logit_scale)``, after the in-place clamp."""
-        return clamped_exp(self.logit_scale, self.max_logit_scale)
 
     def forward(
         self,

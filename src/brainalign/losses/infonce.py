@@ -22,21 +22,18 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 
 from brainalign.losses._blockwise import BlockLSE, block_logsumexp
 from brainalign.losses._common import (
     BatchLayout,
+    ScaledLoss,
     as_scalar,
     check_chunk_size,
     check_embeddings,
     check_fraction,
     check_labels,
-    check_max_scale,
-    clamped_exp,
     group_reduce,
     make_layout,
-    register_logit_scale,
 )
 from brainalign.losses.distributed import all_reduce_with_grad
 from brainalign.losses.output import LossOutput
@@ -188,7 +185,7 @@ def clip_loss(
     return finish_lse_loss(layout, lse, target_row, target_col, return_output=return_output)
 
 
-class ClipLoss(nn.Module):
+class ClipLoss(ScaledLoss):
     """InfoNCE / CLIP loss with its (learnable) logit scale, a thin wrapper of :func:`clip_loss`.
 
     Parameters
@@ -222,17 +219,11 @@ class ClipLoss(nn.Module):
         chunk_size: int | None = None,
         distributed: bool = False,
     ) -> None:
-        super().__init__()
-        register_logit_scale(self, "logit_scale", init_logit_scale, learnable=learnable)
-        self.max_logit_scale = check_max_scale(max_logit_scale, "max_logit_scale")
+        super().__init__(init_logit_scale, learnable=learnable, max_logit_scale=max_logit_scale)
         self.symmetric = symmetric
         self.label_smoothing = label_smoothing
         self.chunk_size = chunk_size
         self.distributed = distributed
-
-    def scale(self) -> torch.Tensor:
-        """The multiplier ``s = exp(logit_scale)``, after the in-place clamp."""
-        return clamped_exp(self.logit_scale, self.max_logit_scale)
 
     def forward(
         self,

@@ -17,15 +17,13 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 
 from brainalign.losses._blockwise import block_softplus
 from brainalign.losses._common import (
+    ScaledLoss,
     as_scalar,
     check_chunk_size,
     check_embeddings,
-    check_max_scale,
-    clamped_exp,
     group_reduce,
     make_layout,
     register_logit_scale,
@@ -111,7 +109,7 @@ def siglip_loss(
     return LossOutput(loss, align.detach(), uniform.detach(), accuracy, None)
 
 
-class SigLipLoss(nn.Module):
+class SigLipLoss(ScaledLoss):
     """SigLIP loss with learnable ``logit_scale`` (log space) and ``logit_bias``.
 
     Parameters
@@ -142,16 +140,10 @@ class SigLipLoss(nn.Module):
         chunk_size: int | None = None,
         distributed: bool = False,
     ) -> None:
-        super().__init__()
-        register_logit_scale(self, "logit_scale", init_logit_scale, learnable=learnable)
+        super().__init__(init_logit_scale, learnable=learnable, max_logit_scale=max_logit_scale)
         register_logit_scale(self, "logit_bias", init_logit_bias, learnable=learnable)
-        self.max_logit_scale = check_max_scale(max_logit_scale, "max_logit_scale")
         self.chunk_size = chunk_size
         self.distributed = distributed
-
-    def scale(self) -> torch.Tensor:
-        """The multiplier ``s = exp(logit_scale)``, after the in-place clamp."""
-        return clamped_exp(self.logit_scale, self.max_logit_scale)
 
     def forward(
         self,
