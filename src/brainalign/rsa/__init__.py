@@ -1,1 +1,60 @@
-"""brainalign.rsa (see DESIGN.md)."""
+"""RSA and topological RSA: compare cortex with network layers.
+
+RDMs from patterns (:func:`compute_rdms`, batched over regions, layers and subjects, chunked over
+stimuli, on the GPU when present), comparisons of every RDM with every other
+(:func:`compare_rdms`), geo-topological transforms and model selection (:func:`geotopological`,
+:func:`geodesic`, :func:`topological_model_selection`), inference (:func:`permutation_test`,
+:func:`bootstrap`, :func:`compare_models`) and noise ceilings (:func:`noise_ceiling`). Values
+equal rsatoolbox's where rsatoolbox defines the same quantity.
+
+Importing this package is cheap: torch and the modules load on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it (loaded on first access)
+_LAZY = {
+    # RDMs
+    "METRICS": "rdm",
+    "compute_rdms": "rdm",
+    "noise_covariance": "noise",
+    "noise_precision": "noise",
+    "to_condensed": "condensed",
+    "to_square": "condensed",
+    "n_stimuli_from_pairs": "condensed",
+    # comparisons
+    "COMPARE_METHODS": "compare",
+    "compare_rdms": "compare",
+    # topology
+    "geotopological": "topology",
+    "geodesic": "topology",
+    "default_grid": "topology",
+    "topological_model_selection": "topology",
+    "TopologicalSelection": "topology",
+    # inference
+    "permutation_test": "inference",
+    "PermutationResult": "inference",
+    "bootstrap": "inference",
+    "BootstrapResult": "inference",
+    "compare_models": "inference",
+    "ModelComparison": "inference",
+    "pairwise_bootstrap_tests": "inference",
+    "correct_pvalues": "correction",
+    "noise_ceiling": "ceiling",
+    "NoiseCeiling": "ceiling",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'brainalign.rsa' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

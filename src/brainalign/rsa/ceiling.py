@@ -1,0 +1,109 @@
+"""Noise ceiling of a model comparison: how well the best possible model could do.
+
+Given one RDM per subject, the upper bound compares each subject's RDM with the average RDM of all
+subjects (itself included: no model can beat it), the lower bound with the average of the *other*
+subjects (a model that can be reached). Averages are taken in the space each comparison method is
+insensitive to (rsatoolbox's ``pool_rdm``): RDMs scaled to unit root-mean-square for cosine,
+z-scored for correlation, ranked for rank correlations. Equals rsatoolbox's ``boot_noise_ceiling``
+(its plain leave-one-RDM-out ceiling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from brainalign._utils.validation import check_option
+from brainalign.rsa._backend import target_device
+from brainalign.rsa._ranks import rankdata
+from brainalign.rsa.compare import COMPARE_METHODS, as_rdm_vectors, compare_rdms
+
+__all__ = ["NoiseCeiling", "noise_ceiling", "pool_rdms"]
+
+
+@dataclass(frozen=True)
+class NoiseCeiling:
+    """Lower and upper noise ceiling (means over subjects) and their per-subject values.
+
+    Attributes
+    ----------
+    lower, upper : float
+    lower_per_subject, upper_per_subject : (n_subjects,) float arrays
+    """
+
+    lower: float
+    upper: float
+    lower_per_subject: np.ndarray
+    upper_per_subject: np.ndarray
+
+
+def pool_rdms(rdms: torch.Tensor, method: str) -> torch.Tensor:
+    """Each RDM in the space where averaging suits ``method`` (rsatoolbox's ``pool_rdm``).
+
+    Parameters
+    ----------
+    rdms : tensor, shape (n_rdms, n_pairs)
+        NaN entries stay NaN.
+    method : str
+        A comparison method.
+
+    Returns
+    -------
+    transformed : tensor, shape (n_rdms, n_pairs)
+        Their mean is the pooled RDM.
+    """
+    if method in ("cosine", "cosine_cov"):
+        return rdms / torch.sqrt(torch.nanmean(rdms * rdms, dim=1, keepdim=True))
+    if method in ("corr", "corr_cov"):
+        centred = rdms - torch.nanmean(rdms, dim=1, keepdim=True)
+        std = torch.sqrt(torch.nanmean(centred * centred, dim=1, keepdim=True))
+        return centred / std
+    # rank methods: ranks of the non-NaN entries
+    nan = rdms.isnan()
+    if not bool(nan.any()):
+        return rankdata(rdms).to(rdms.dtype)
+    out = torch.full_like(rdms, float("nan"))
+    for r in range(rdms.shape[0]):
+        keep = ~nan[r]
+        out[r, keep] = rankdata(rdms[r, keep]).to(rdms.dtype)
+    return out
+
+
+def noise_ceiling(rdms: Any, method: str = "spearman", *, device: Any = "auto") -> NoiseCeiling:
+    """Leave-one-subject-out lower and all-subjects upper noise ceiling.
+
+    Parameters
+    ----------
+    rdms : array or tensor, shape (n_subjects, n_pairs) or (n_subjects, n, n)
+        One RDM per subject (same stimuli).
+    method : str
+        The comparison method the models are evaluated with (:func:`compare_rdms`).
+    device : str or torch.device
+        Where to compute.
+
+    Returns
+    -------
+    NoiseCeiling
+        ``lower = mean_s compare(mean of the others, s)``,
+        ``upper = mean_s compare(mean of all, s)``.
+    """
+    check_option("method", method, COMPARE_METHODS)
+    dev = target_device(device, rdms)
+    v = as_rdm_vectors(rdms, "rdms", device=dev)
+    n = v.shape[0]
+    if n < 2:
+        raise ValueError(
+            f"A leave-one-subject-out noise ceiling needs at least 2 subjects' RDMs, got {n}."
+        )
+    t = pool_rdms(v, method)
+    total = t.sum(dim=0, keepdim=True)
+    pooled = total / n
+    loo = (total - t) / (n - 1)
+    upper = compare_rdms(pooled, v, method)[0]
+    lower = torch.stack([compare_rdms(loo[s], v[s], method)[0, 0] for s in range(n)])
+    lower_np = lower.cpu().numpy().astype(np.float64)
+    upper_np = upper.cpu().numpy().astype(np.float64)
+    return NoiseCeiling(float(lower_np.mean()), float(upper_np.mean()), lower_np, upper_np)

@@ -1,0 +1,595 @@
+"""Inference on RDM comparisons: permutation tests, bootstrap, pairwise model comparisons.
+
+Both resampling schemes avoid recomputing what does not change:
+
+* **Permutation of stimulus labels.** A permutation only reorders the entries of a data RDM, so
+  each RDM is transformed once (centred and normalised; for Spearman ranked; for the whitened
+  methods double-centred) and every null statistic is a gather of the transformed data vector
+  followed by one matrix product with all model RDMs, for a batch of permutations at once.
+* **Bootstrap of stimuli.** A bootstrap sample of ``n`` stimuli drawn with replacement contains
+  the original pair ``(a, b)`` ``m_a * m_b`` times (``m`` = draw counts) and drops pairs of a
+  stimulus with its own copy (rsatoolbox's convention). The comparisons are therefore weighted
+  comparisons of the original vectors; for Spearman the average ranks of the sample follow from
+  one sort per RDM (done once) and cumulative sums of the weights in that order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from brainalign._utils.seeding import check_random_state
+from brainalign._utils.validation import check_option, check_positive
+from brainalign.rsa._backend import matmul, target_device
+from brainalign.rsa._ranks import rankdata, sort_info
+from brainalign.rsa.compare import (
+    COMPARE_METHODS,
+    _whiten,
+    as_rdm_vectors,
+    compare_rdms,
+    has_nan,
+)
+from brainalign.rsa.condensed import condensed_index, n_stimuli_from_pairs, pair_indices
+from brainalign.rsa.correction import CORRECTIONS, correct_pvalues
+
+__all__ = [
+    "ALTERNATIVES",
+    "BOOTSTRAP_OVER",
+    "BootstrapResult",
+    "ModelComparison",
+    "PermutationResult",
+    "bootstrap",
+    "compare_models",
+    "pairwise_bootstrap_tests",
+    "permutation_test",
+]
+
+#: Accepted values of ``alternative``.
+ALTERNATIVES = ("greater", "less", "two-sided")
+#: Accepted values of ``over`` in :func:`bootstrap`.
+BOOTSTRAP_OVER = ("stimuli", "subjects", "both")
+#: Methods whose permutation and bootstrap nulls use the fast (transform once) path.
+_LINEAR = ("cosine", "corr", "spearman", "rho-a", "cosine_cov", "corr_cov")
+_WEIGHTED = ("cosine", "corr", "spearman", "rho-a")
+#: Values per batch of resamples (bounds temporary memory to a few hundred MB).
+_BATCH_ELEMENTS = 1 << 23
+
+
+# ---------------------------------------------------------------------------------------------
+# permutation test
+
+
+@dataclass(frozen=True)
+class PermutationResult:
+    """Result of :func:`permutation_test` (NumPy arrays).
+
+    Attributes
+    ----------
+    statistic : (n_data, n_models) array, or (n_models,) with ``average=True``
+        The observed comparisons.
+    p_values : same shape
+        ``(1 + #{null at least as extreme}) / (1 + n_permutations)``: exact-valid p-values.
+    null : (n_permutations, *statistic.shape) array
+        The statistic under each permutation of the data RDMs' stimulus labels.
+    alternative : str
+    """
+
+    statistic: np.ndarray
+    p_values: np.ndarray
+    null: np.ndarray
+    alternative: str
+
+
+def permutation_test(
+    data_rdms: Any,
+    model_rdms: Any,
+    method: str = "spearman",
+    *,
+    n_permutations: int = 1000,
+    alternative: str = "greater",
+    average: bool = False,
+    seed: int | np.random.Generator | None = None,
+    device: Any = "auto",
+) -> PermutationResult:
+    """Test data-model RDM similarity against random relabellings of the stimuli.
+
+    Parameters
+    ----------
+    data_rdms : array or tensor, (n_data, n_pairs), (n_pairs,) or squares
+        E.g. one RDM per subject or region.
+    model_rdms : array or tensor, (n_models, n_pairs), (n_pairs,) or squares
+    method : str
+        Comparison method of :func:`~brainalign.rsa.compare_rdms`. Cosine, correlation, Spearman,
+        rho-a and the whitened methods (without ``sigma_k``) use the batched gather path; Kendall's
+        tau recomputes each permuted comparison (still O(n log n) each).
+    n_permutations : int
+        Number of random permutations.
+    alternative : {"greater", "less", "two-sided"}
+        ``"two-sided"`` compares absolute values.
+    average : bool
+        Test the mean over data RDMs (e.g. subjects), permuting all of them with the same
+        permutation, instead of each data RDM separately.
+    seed : int, Generator or None
+        Seed of the permutations.
+    device : str or torch.device
+        Where to compute.
+
+    Returns
+    -------
+    PermutationResult
+    """
+    check_option("method", method, COMPARE_METHODS)
+    check_option("alternative", alternative, ALTERNATIVES)
+    check_positive("n_permutations", n_permutations)
+    dev = target_device(device, data_rdms, model_rdms)
+    data = as_rdm_vectors(data_rdms, "data_rdms", device=dev).to(torch.float64)
+    models = as_rdm_vectors(model_rdms, "model_rdms", device=dev).to(torch.float64)
+    _check_same_pairs(data, models)
+    n = n_stimuli_from_pairs(data.shape[1], "data_rdms")
+    rng = check_random_state(seed)
+    observed = compare_rdms(data, models, method).to(torch.float64)
+    i, j = pair_indices(n, dev)
+    fast = method in _LINEAR and not (has_nan(data) or has_nan(models))
+    if fast:
+        td, td_diag = _permutable(data, method, n)
+        tm, tm_diag = _permutable(models, method, n)
+    null = torch.empty(
+        (n_permutations, data.shape[0], models.shape[0]), dtype=torch.float64, device=dev
+    )
+    batch = max(1, _BATCH_ELEMENTS // max(1, data.shape[1] * data.shape[0]))
+    for s in range(0, n_permutations, batch):
+        e = min(s + batch, n_permutations)
+        perm = torch.from_numpy(_permutations(rng, e - s, n)).to(dev)
+        idx = condensed_index(perm[:, i], perm[:, j], n)  # (b, n_pairs)
+        if fast:
+            g = td[:, idx]  # (n_data, b, n_pairs)
+            stat = matmul(g, tm.T)  # (n_data, b, n_models)
+            if td_diag is not None and tm_diag is not None:
+                stat = stat + matmul(td_diag[:, perm], tm_diag.T)
+            null[s:e] = stat.transpose(0, 1)
+        else:
+            permuted = data[:, idx].reshape(-1, data.shape[1])
+            null[s:e] = (
+                compare_rdms(permuted, models, method)
+                .reshape(data.shape[0], e - s, models.shape[0])
+                .transpose(0, 1)
+            )
+    if average:
+        observed = observed.mean(dim=0)
+        null = null.mean(dim=1)
+    obs = observed.cpu().numpy()
+    nul = null.cpu().numpy()
+    # tolerance: the permuted statistic is computed along another summation path than the
+    # observed one, so equal values may differ in the last bits
+    tol = 1e-12 * np.maximum(1.0, np.abs(obs))
+    if alternative == "greater":
+        hits = nul >= obs - tol
+    elif alternative == "less":
+        hits = nul <= obs + tol
+    else:
+        hits = np.abs(nul) >= np.abs(obs) - tol
+    p = (1 + hits.sum(axis=0)) / (1 + n_permutations)
+    return PermutationResult(obs, p, nul, alternative)
+
+
+def _permutations(rng: np.random.Generator, n_perm: int, n: int) -> np.ndarray:
+    return np.argsort(rng.random((n_perm, n)), axis=1)
+
+
+def _check_same_pairs(data: torch.Tensor, models: torch.Tensor) -> None:
+    if data.shape[1] != models.shape[1]:
+        raise ValueError(
+            f"'data_rdms' ({data.shape[1]} pairs) and 'model_rdms' ({models.shape[1]} pairs) must "
+            "describe the same stimuli."
+        )
+
+
+def _permutable(
+    v: torch.Tensor, method: str, n_cond: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Unit vectors whose inner products give ``method``; diagonal part for whitened methods.
+
+    Stimulus permutations act on them by a gather (off-diagonal pairs) and a permutation of the
+    diagonal: every transform used here commutes with relabelling the stimuli.
+    """
+    diag = None
+    if method in ("spearman", "rho-a"):
+        v = rankdata(v).to(torch.float64)
+    if method in ("corr", "spearman", "rho-a", "corr_cov"):
+        v = v - v.mean(dim=1, keepdim=True)
+    if method in ("cosine_cov", "corr_cov"):
+        w = _whiten(v, None, n_cond)
+        v, diag = w[:, : v.shape[1]], w[:, v.shape[1] :]
+    if method == "rho-a":
+        n = v.shape[1]
+        return v * np.sqrt(12 / (n**3 - n)), None
+    sq = (v * v).sum(dim=1, keepdim=True)
+    if diag is not None:
+        sq = sq + (diag * diag).sum(dim=1, keepdim=True)
+    norm = torch.sqrt(sq)
+    norm = torch.where(norm > 0, norm, torch.ones_like(norm))  # zero vectors stay zero: cosine 0
+    return v / norm, (None if diag is None else diag / norm)
+
+
+# ---------------------------------------------------------------------------------------------
+# bootstrap
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Result of :func:`bootstrap` (NumPy arrays).
+
+    Attributes
+    ----------
+    estimate : (n_models,) array
+        Mean over data RDMs of the comparison on the full data.
+    evaluations : (n_bootstraps, n_models) array
+        The same on each bootstrap sample (NaN for stimulus samples with fewer than 3 distinct
+        stimuli, as rsatoolbox).
+    ci : (2, n_models) array
+        Percentile confidence interval (lower, upper) of the evaluations.
+    se : (n_models,) array
+        Bootstrap standard error (standard deviation of the evaluations).
+    confidence : float
+    over : str
+    """
+
+    estimate: np.ndarray
+    evaluations: np.ndarray
+    ci: np.ndarray
+    se: np.ndarray
+    confidence: float
+    over: str
+
+
+def bootstrap(
+    data_rdms: Any,
+    model_rdms: Any,
+    method: str = "spearman",
+    *,
+    n_bootstraps: int = 1000,
+    over: str = "stimuli",
+    confidence: float = 0.95,
+    seed: int | np.random.Generator | None = None,
+    stimulus_draws: Any = None,
+    subject_draws: Any = None,
+    device: Any = "auto",
+) -> BootstrapResult:
+    """Bootstrap distribution of the data-model comparison (mean over data RDMs).
+
+    Parameters
+    ----------
+    data_rdms : array or tensor, (n_data, n_pairs) or squares
+        One RDM per subject (or per measurement).
+    model_rdms : array or tensor, (n_models, n_pairs) or squares
+    method : str
+        Comparison method. Cosine, correlation, Spearman and rho-a use weighted comparisons of
+        the original vectors (no resampled RDM is built); the other methods compare explicitly
+        resampled RDMs.
+    n_bootstraps : int
+        Number of bootstrap samples (ignored when draws are given).
+    over : {"stimuli", "subjects", "both"}
+        Resample stimuli (generalise to new stimuli; rsatoolbox's ``eval_bootstrap_pattern``),
+        subjects (``eval_bootstrap_rdm``), or both independently.
+    confidence : float
+        Level of the percentile interval.
+    seed : int, Generator or None
+        Seed of the draws.
+    stimulus_draws : array-like of int, (n_bootstraps, n_stimuli), optional
+        Explicit stimulus indices of every sample (e.g. to share draws between calls).
+    subject_draws : array-like of int, (n_bootstraps, n_data), optional
+        Explicit data-RDM indices of every sample.
+    device : str or torch.device
+        Where to compute.
+
+    Returns
+    -------
+    BootstrapResult
+    """
+    check_option("method", method, COMPARE_METHODS)
+    check_option("over", over, BOOTSTRAP_OVER)
+    if not 0 < confidence < 1:
+        raise ValueError(f"'confidence' must be in (0, 1), got {confidence}.")
+    dev = target_device(device, data_rdms, model_rdms)
+    data = as_rdm_vectors(data_rdms, "data_rdms", device=dev).to(torch.float64)
+    models = as_rdm_vectors(model_rdms, "model_rdms", device=dev).to(torch.float64)
+    _check_same_pairs(data, models)
+    n = n_stimuli_from_pairs(data.shape[1], "data_rdms")
+    n_data = data.shape[0]
+    rng = check_random_state(seed)
+    stim, subj = _draws(over, n_bootstraps, n, n_data, rng, stimulus_draws, subject_draws)
+    n_boot = next(d.shape[0] for d in (stim, subj) if d is not None)
+
+    full = compare_rdms(data, models, method).to(torch.float64)  # (n_data, n_models)
+    if stim is None:
+        per_data = full.expand(n_boot, -1, -1)
+    else:
+        per_data = _stimulus_bootstrap(data, models, method, stim, n)
+    if subj is None:
+        evaluations = per_data.mean(dim=1)
+    else:
+        counts = torch.from_numpy(
+            np.stack([np.bincount(row, minlength=n_data) for row in subj])
+        ).to(dev, torch.float64)
+        evaluations = matmul(counts[:, None, :], per_data.contiguous())[:, 0] / n_data
+    ev = evaluations.cpu().numpy()
+    alpha = (1 - confidence) / 2
+    finite = np.isfinite(ev).any(axis=1)
+    if finite.any():
+        ci = np.nanpercentile(ev[finite], [100 * alpha, 100 * (1 - alpha)], axis=0)
+        se = (
+            np.nanstd(ev[finite], axis=0, ddof=1)
+            if finite.sum() > 1
+            else np.full(ev.shape[1], np.nan)
+        )
+    else:
+        ci = np.full((2, ev.shape[1]), np.nan)
+        se = np.full(ev.shape[1], np.nan)
+    return BootstrapResult(full.mean(dim=0).cpu().numpy(), ev, ci, se, confidence, over)
+
+
+def _draws(
+    over: str,
+    n_boot: int,
+    n: int,
+    n_data: int,
+    rng: np.random.Generator,
+    stimulus_draws: Any,
+    subject_draws: Any,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    stim = subj = None
+    if over in ("stimuli", "both"):
+        stim = _explicit(stimulus_draws, n, "stimulus_draws", "n_stimuli")
+        if stim is None:
+            check_positive("n_bootstraps", n_boot)
+            stim = rng.integers(0, n, size=(n_boot, n))
+    if over in ("subjects", "both"):
+        if n_data < 2 and subject_draws is None:
+            raise ValueError(
+                f"Bootstrapping subjects needs several data RDMs, got {n_data}; use over='stimuli'."
+            )
+        subj = _explicit(subject_draws, n_data, "subject_draws", "n_data")
+        if subj is None:
+            check_positive("n_bootstraps", n_boot)
+            rows = stim.shape[0] if stim is not None else n_boot
+            subj = rng.integers(0, n_data, size=(rows, n_data))
+    if stim is not None and subj is not None and stim.shape[0] != subj.shape[0]:
+        raise ValueError(
+            f"'stimulus_draws' has {stim.shape[0]} samples but 'subject_draws' {subj.shape[0]}."
+        )
+    return stim, subj
+
+
+def _explicit(draws: Any, n: int, name: str, what: str) -> np.ndarray | None:
+    if draws is None:
+        return None
+    arr = np.asarray(draws)
+    if (
+        arr.ndim != 2
+        or arr.shape[0] < 1
+        or arr.dtype.kind not in "iu"
+        or arr.min() < 0
+        or arr.max() >= n
+    ):
+        raise ValueError(
+            f"{name!r} must be an integer array (n_bootstraps, {what}) of indices in [0, {n - 1}], "
+            f"got shape {arr.shape} and dtype {arr.dtype}."
+        )
+    return arr.astype(np.int64)
+
+
+def _stimulus_bootstrap(
+    data: torch.Tensor, models: torch.Tensor, method: str, stim: np.ndarray, n: int
+) -> torch.Tensor:
+    """Comparison of every data RDM with every model on each stimulus sample, (n_boot, n_data,
+    n_models)."""
+    dev = data.device
+    n_boot = stim.shape[0]
+    counts = np.stack([np.bincount(row, minlength=n) for row in stim])  # (n_boot, n)
+    valid = (counts > 0).sum(axis=1) >= 3
+    out = torch.full(
+        (n_boot, data.shape[0], models.shape[0]), float("nan"), dtype=torch.float64, device=dev
+    )
+    fast = method in _WEIGHTED and not (has_nan(data) or has_nan(models))
+    i, j = pair_indices(n, dev)
+    both = torch.cat([data, models])
+    info = sort_info(both) if method in ("spearman", "rho-a") else None
+    n_pairs = data.shape[1]
+    batch = max(1, _BATCH_ELEMENTS // max(1, n_pairs * both.shape[0]))
+    rows = np.flatnonzero(valid)
+    for s in range(0, rows.size, batch):
+        r = rows[s : s + batch]
+        if fast:
+            m = torch.from_numpy(counts[r]).to(dev, torch.float64)
+            w = m[:, i] * m[:, j]  # (b, n_pairs): multiplicity of each original pair
+            out[torch.from_numpy(r).to(dev)] = _weighted_compare(
+                both, w, method, info, data.shape[0]
+            )
+        else:
+            for k in r:
+                d, mo = _resampled(data, models, stim[k], n)
+                out[int(k)] = compare_rdms(d, mo, method, nan_policy="common").to(torch.float64)
+    return out
+
+
+def _weighted_compare(
+    both: torch.Tensor, w: torch.Tensor, method: str, info: Any, n_data: int
+) -> torch.Tensor:
+    """Comparisons of the data rows with the model rows of ``both`` (n_rdms, n_pairs), each pair
+    counted ``w[b, p]`` times: (n_b, n_data, n_models)."""
+    total = w.sum(dim=1)  # sample size of each draw
+    if method in ("spearman", "rho-a"):
+        x = _weighted_ranks(w, info) - ((total + 1) / 2)[:, None, None]  # centred: mean (W+1)/2
+    elif method == "corr":
+        mean = matmul(w, both.T) / total[:, None]  # (b, n_rdms)
+        x = both[None] - mean[:, :, None]
+    else:
+        x = both[None].expand(w.shape[0], -1, -1)
+    xw = x * w[:, None, :]
+    num = matmul(xw[:, :n_data], x[:, n_data:].transpose(1, 2))  # (b, n_data, n_models)
+    if method == "rho-a":
+        return num * 12 / (total**3 - total)[:, None, None]
+    sq = (xw * x).sum(dim=2)  # (b, n_rdms)
+    na, nb = torch.sqrt(sq[:, :n_data]), torch.sqrt(sq[:, n_data:])
+    out = num / na[:, :, None] / nb[:, None, :]
+    ok = (na > 0)[:, :, None] & (nb > 0)[:, None, :]
+    return torch.where(ok, out, torch.zeros((), dtype=out.dtype, device=out.device))
+
+
+def _weighted_ranks(w: torch.Tensor, info: Any) -> torch.Tensor:
+    """Average ranks in the sample that repeats pair p ``w[b, p]`` times, at the original
+    positions: (n_b, n_rdms, n_pairs)."""
+    order = info.order  # (n_rdms, n_pairs)
+    ws = w[:, order]  # weights in each RDM's sorted order, (b, n_rdms, n_pairs)
+    c = ws.cumsum(dim=2)
+    tied = info.start != info.end
+    if bool(tied.any()):
+        before = torch.where(
+            info.start > 0,
+            c.gather(2, (info.start - 1).clamp(min=0).expand_as(c)),
+            torch.zeros((), dtype=c.dtype, device=c.device),
+        )
+        group = c.gather(2, info.end.expand_as(c)) - before
+        ranks_sorted = before + (group + 1) / 2
+    else:
+        ranks_sorted = c - (ws - 1) / 2
+    return torch.empty_like(ranks_sorted).scatter_(2, order.expand_as(ranks_sorted), ranks_sorted)
+
+
+def _resampled(
+    data: torch.Tensor, models: torch.Tensor, draw: np.ndarray, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Explicit bootstrap RDMs (rsatoolbox's ``subsample_pattern``): sorted draw, NaN where a
+    stimulus meets its own copy."""
+    sel = torch.from_numpy(np.sort(draw)).to(data.device)
+    i, j = pair_indices(sel.numel(), data.device)
+    a, b = sel[i], sel[j]
+    same = a == b
+    idx = condensed_index(a, torch.where(same, (a + 1) % n, b), n)
+    d = data[:, idx].clone()
+    m = models[:, idx].clone()
+    d[:, same] = float("nan")
+    m[:, same] = float("nan")
+    return d, m
+
+
+# ---------------------------------------------------------------------------------------------
+# pairwise model comparison
+
+
+@dataclass(frozen=True)
+class ModelComparison:
+    """Result of :func:`compare_models` (NumPy arrays, models in input order).
+
+    Attributes
+    ----------
+    bootstrap : BootstrapResult
+    difference : (n_models, n_models) array
+        ``estimate[i] - estimate[j]``.
+    p_values : (n_models, n_models) array
+        Two-sided bootstrap p-values of each difference (1 on the diagonal).
+    p_corrected : (n_models, n_models) array
+        Adjusted for the ``n_models (n_models - 1) / 2`` comparisons.
+    significant : (n_models, n_models) bool array
+        ``p_corrected < alpha``.
+    correction : str or None
+    alpha : float
+    """
+
+    bootstrap: BootstrapResult
+    difference: np.ndarray
+    p_values: np.ndarray
+    p_corrected: np.ndarray
+    significant: np.ndarray
+    correction: str | None
+    alpha: float
+
+
+def pairwise_bootstrap_tests(evaluations: Any) -> np.ndarray:
+    """Two-sided bootstrap p-values of every pairwise difference between models.
+
+    rsatoolbox's ``bootstrap_pair_tests``: with ``q`` the fraction of samples (ties excluded) in
+    which model i scores below model j, ``p = 2 min(q, 1 - q)``, shrunk as ``(N - 1)/N p + 1/N``.
+
+    Parameters
+    ----------
+    evaluations : array-like, (n_bootstraps, n_models)
+        Samples with NaN (invalid draws) are dropped.
+
+    Returns
+    -------
+    p_values : (n_models, n_models) array, symmetric, 1 on the diagonal.
+    """
+    ev = np.asarray(evaluations, dtype=np.float64)
+    if ev.ndim != 2:
+        raise ValueError(f"'evaluations' must be (n_bootstraps, n_models), got shape {ev.shape}.")
+    ev = ev[np.isfinite(ev).all(axis=1)]
+    n_boot, n_models = ev.shape
+    if n_boot == 0:
+        return np.full((n_models, n_models), np.nan)
+    below = (ev[:, :, None] < ev[:, None, :]).sum(axis=0)
+    ties = (ev[:, :, None] == ev[:, None, :]).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prop = below / (n_boot - ties)
+    p = np.minimum(prop, 1 - prop) * 2
+    p = (n_boot - 1) / n_boot * p + 1 / n_boot
+    np.fill_diagonal(p, 1.0)
+    return p
+
+
+def compare_models(
+    data_rdms: Any,
+    model_rdms: Any,
+    method: str = "spearman",
+    *,
+    n_bootstraps: int = 1000,
+    over: str = "stimuli",
+    correction: str | None = "holm",
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    seed: int | np.random.Generator | None = None,
+    device: Any = "auto",
+) -> ModelComparison:
+    """Which models fit the data better than which: paired bootstrap tests of every difference.
+
+    All models are evaluated on the same bootstrap samples, so the differences are paired.
+
+    Parameters
+    ----------
+    data_rdms, model_rdms, method, n_bootstraps, over, confidence, seed, device
+        As :func:`bootstrap`.
+    correction : {"holm", "bonferroni", "fdr_bh", None}
+        Multiple-comparison correction over the ``n_models (n_models - 1) / 2`` pairs.
+    alpha : float
+        Level for ``significant``.
+
+    Returns
+    -------
+    ModelComparison
+    """
+    check_option("correction", correction, CORRECTIONS)
+    if not 0 < alpha < 1:
+        raise ValueError(f"'alpha' must be in (0, 1), got {alpha}.")
+    result = bootstrap(
+        data_rdms,
+        model_rdms,
+        method,
+        n_bootstraps=n_bootstraps,
+        over=over,
+        confidence=confidence,
+        seed=seed,
+        device=device,
+    )
+    p = pairwise_bootstrap_tests(result.evaluations)
+    n_models = p.shape[0]
+    iu = np.triu_indices(n_models, 1)
+    corrected = np.ones_like(p)
+    corrected[iu] = correct_pvalues(p[iu], correction)
+    corrected[(iu[1], iu[0])] = corrected[iu]
+    significant = corrected < alpha
+    np.fill_diagonal(significant, False)
+    diff = result.estimate[:, None] - result.estimate[None, :]
+    return ModelComparison(result, diff, p, corrected, significant, correction, alpha)
