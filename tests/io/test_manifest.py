@@ -34,7 +34,8 @@ from brainalign.io.manifest import (
 
 REPO_MANIFESTS = Path(brainalign.__file__).resolve().parents[2] / "data_manifests"
 SHIPPED = sorted(p.stem for p in REPO_MANIFESTS.glob("*.yaml"))
-PUBLIC = [n for n in SHIPPED if n != "examples"]
+# public datasets (not the wheel examples nor the simulations brainalign generates itself)
+PUBLIC = [n for n in SHIPPED if n != "examples" and not n.startswith("simulated")]
 
 
 def _sha(path: Path) -> str:

@@ -36,12 +36,32 @@ def test_example_recordings_are_the_real_wheel_files():
     assert recs["task.func.gii"].kind == "timeseries"
 
 
-def test_cli_demo_runs(capsys):
-    assert cli.main(["demo", "--quiet"]) == 0
+def test_cli_demo_runs_the_main_job(capsys, tmp_path, monkeypatch):
+    """The whole demo on the default simulated dataset (generated here once: ~1 min)."""
+    monkeypatch.setenv("BRAINALIGN_CACHE", str(tmp_path / "cache"))
+    assert cli.main(["demo", "--quiet", "--data-root", str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out
     assert "Dataset manifests" in out
     assert "OK: 10 present" in out
     assert "<Recording fmri" in out
+    assert "<SimulatedFMRI" in out
+    assert "4 subjects" in out
+    assert "OK: 11 present" in out  # the generated dataset matches the shipped manifest
+    # RSA on the measured test betas recovers the generating layer of every region
+    assert "generating layer recovered in 4 of 4 regions" in out
+    assert (tmp_path / "data" / "fmri-v1-seed0" / "manifest.yaml").is_file()
+
+    # a second run loads the cached dataset instead of generating it again
+    from brainalign.pipelines.demo import run_demo
+
+    mtime = (tmp_path / "data" / "fmri-v1-seed0" / "manifest.yaml").stat().st_mtime_ns
+    results = run_demo(tmp_path / "data", verbose=False)
+    assert (tmp_path / "data" / "fmri-v1-seed0" / "manifest.yaml").stat().st_mtime_ns == mtime
+    best = results["best_layers"]
+    assert best["recovered"].all()
+    rsa = results["rsa"]
+    assert set(rsa["subject"]) == {"01", "02", "03", "04"}
+    assert len(rsa) == 4 * 4 * 4  # subjects x regions x layers
 
 
 def test_cli_validate_and_fetch(capsys, tmp_path):
