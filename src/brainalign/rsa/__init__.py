@@ -4,8 +4,10 @@ RDMs from patterns (:func:`compute_rdms`, batched over regions, layers and subje
 stimuli, on the GPU when present), comparisons of every RDM with every other
 (:func:`compare_rdms`), geo-topological transforms and model selection (:func:`geotopological`,
 :func:`geodesic`, :func:`topological_model_selection`), inference (:func:`permutation_test`,
-:func:`bootstrap`, :func:`compare_models`) and noise ceilings (:func:`noise_ceiling`). Values
-equal rsatoolbox's where rsatoolbox defines the same quantity.
+:func:`bootstrap`, :func:`compare_models`), noise ceilings (:func:`noise_ceiling`) and, as the
+complement of RSA, cross-validated ridge encoding models (:func:`ridge_encoding`,
+:func:`encoding_layers_regions`). Values equal rsatoolbox's (and scikit-learn's for the
+encoding models) where they define the same quantity.
 
 Importing this package is cheap: torch and the modules load on first attribute access.
 """
@@ -45,6 +47,11 @@ _LAZY = {
     "correct_pvalues": "correction",
     "noise_ceiling": "ceiling",
     "NoiseCeiling": "ceiling",
+    # encoding models
+    "ridge_encoding": "encoding",
+    "encoding_layers_regions": "encoding",
+    "EncodingResult": "encoding",
+    "make_folds": "encoding",
 }
 
 __all__ = sorted(_LAZY)
