@@ -1,0 +1,47 @@
+"""Helpers of the training tests: a seeded synthetic linear decoding problem and tiny encoders.
+
+Two subjects with different voxel counts (7 and 9) respond linearly to 5-d stimulus embeddings;
+stimulus, voxel and target counts all differ so that a transposed axis cannot pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from brainalign.models import build_model
+from brainalign.train import BrainTargetDataset
+
+SIZES = {"01": 7, "02": 9}
+N_STIMULI, TARGET_DIM = 40, 5
+
+
+def synthetic(
+    n_stimuli: int = N_STIMULI, *, noise: float = 0.1, seed: int = 0, repeats: int = 1
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """Responses ``{subject: (n_trials, n_voxels)}``, stimulus ids, targets ``(n_stimuli, 5)``."""
+    rng = np.random.default_rng(seed)
+    targets = rng.normal(size=(n_stimuli, TARGET_DIM))
+    brain, ids = {}, {}
+    for s, n_voxels in SIZES.items():
+        stim = np.tile(np.arange(n_stimuli), repeats)
+        mixing = rng.normal(size=(TARGET_DIM, n_voxels))
+        brain[s] = targets[stim] @ mixing + noise * rng.normal(size=(len(stim), n_voxels))
+        ids[s] = stim
+    return brain, ids, targets
+
+
+def dataset(**kwargs) -> BrainTargetDataset:
+    return BrainTargetDataset(*synthetic(**kwargs))
+
+
+def tiny_model(seed: int = 0, dropout: float = 0.1) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model(
+        "mindeye2",
+        n_voxels=dict(SIZES),
+        target_dim=TARGET_DIM,
+        hidden=16,
+        n_blocks=1,
+        dropout=dropout,
+    )
