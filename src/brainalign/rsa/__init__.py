@@ -4,10 +4,11 @@ RDMs from patterns (:func:`compute_rdms`, batched over regions, layers and subje
 stimuli, on the GPU when present), comparisons of every RDM with every other
 (:func:`compare_rdms`), geo-topological transforms and model selection (:func:`geotopological`,
 :func:`geodesic`, :func:`topological_model_selection`), inference (:func:`permutation_test`,
-:func:`bootstrap`, :func:`compare_models`), noise ceilings (:func:`noise_ceiling`) and, as the
-complement of RSA, cross-validated ridge encoding models (:func:`ridge_encoding`,
-:func:`encoding_layers_regions`). Values equal rsatoolbox's (and scikit-learn's for the
-encoding models) where they define the same quantity.
+:func:`bootstrap`, :func:`compare_models`), noise ceilings (:func:`noise_ceiling`),
+searchlights over voxel spheres and M/EEG sensors × time windows (:func:`searchlight_rsa`,
+:func:`searchlight_meeg`) and, as the complement of RSA, cross-validated ridge encoding models
+(:func:`ridge_encoding`, :func:`encoding_layers_regions`). Values equal rsatoolbox's (and
+scikit-learn's for the encoding models) where they define the same quantity.
 
 Importing this package is cheap: torch and the modules load on first attribute access.
 """
@@ -47,6 +48,11 @@ _LAZY = {
     "correct_pvalues": "correction",
     "noise_ceiling": "ceiling",
     "NoiseCeiling": "ceiling",
+    # searchlight
+    "searchlight_rsa": "searchlight",
+    "searchlight_meeg": "searchlight",
+    "neighbourhoods": "searchlight",
+    "time_windows": "searchlight",
     # encoding models
     "ridge_encoding": "encoding",
     "encoding_layers_regions": "encoding",
