@@ -1,4 +1,4 @@
-"""Simulate a MEG-MASC-like listening dataset from synthesised speech, write it, read it back.
+"""Simulate M/EEG datasets (MEG-MASC-like listening, THINGS-EEG-like viewing), write, read back.
 
 :func:`simulate_meeg_dataset` runs the whole workflow:
 
@@ -23,8 +23,14 @@
    2.5 s around each word at 120 Hz, baseline before 0); the noise ceiling of every subject is
    computed on these windows and saved, and the manifest is written last.
 
-:func:`load_simulated_meeg` reads a dataset written earlier the same way (nothing in it depends on
-how the data were made).
+:func:`simulate_meeg_images_dataset` does the same for a THINGS-EEG2-like experiment: natural
+images (or the user's) shown in rapid serial visual presentation (100 ms on screen, one every
+200 ms, repeated test images), each visual source responding to every image onset with its TRF
+scaled by a linear read-out of one EfficientNet-Lite0 layer; written as BIDS with one
+``events.tsv`` row per image onset and read back as -0.2 to 0.8 s windows at 100 Hz.
+
+:func:`load_simulated_meeg` reads a dataset of either kind written earlier the same way (nothing
+in it depends on how the data were made).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from brainalign._utils.errors import BrainAlignWarning
 from brainalign._utils.progress import logger, progress
 from brainalign._utils.validation import check_option, check_positive, suggest
 from brainalign.data.simulate.meeg import (
+    IMAGE_READ_OPTIONS,
     READ_OPTIONS,
     MEEGGroundTruth,
     MEEGNoise,
@@ -56,6 +63,9 @@ from brainalign.data.simulate.meeg import (
     compute_envelope,
     compute_noise_ceiling,
     default_meeg_sources,
+    default_visual_sources,
+    make_event_time_courses,
+    make_image_readouts,
     make_source_time_courses,
     quantize_pcm16,
     read_meeg_ground_truth,
@@ -64,6 +74,7 @@ from brainalign.data.simulate.meeg import (
     write_meeg_manifest,
     write_noise_ceiling,
     write_simulated_meeg,
+    write_simulated_meeg_images,
 )
 
 __all__ = [
@@ -72,6 +83,7 @@ __all__ = [
     "SpeechStimuli",
     "load_simulated_meeg",
     "simulate_meeg_dataset",
+    "simulate_meeg_images_dataset",
     "synthesize_speech",
 ]
 
@@ -520,6 +532,11 @@ class SimulatedMEEG:
         return self.ground_truth.subjects
 
     @property
+    def paradigm(self) -> str:
+        """``"speech"`` or ``"images"``."""
+        return self.ground_truth.paradigm
+
+    @property
     def noise_ceiling(self) -> dict[str, NoiseCeiling] | None:
         """Per subject, the noise ceiling of :attr:`recordings`."""
         return self.ground_truth.noise_ceiling
@@ -572,8 +589,9 @@ class SimulatedMEEG:
 
     def __repr__(self) -> str:
         return (
-            f"<SimulatedMEEG {self.modality} {len(self.subjects)} subjects, "
-            f"{len(self.stimuli)} words, SNR {self.ground_truth.snr:g}: {str(self.root)!r}>"
+            f"<SimulatedMEEG {self.modality} {len(self.subjects)} subjects, {len(self.stimuli)} "
+            f"{'images' if self.paradigm == 'images' else 'words'}, "
+            f"SNR {self.ground_truth.snr:g}: {str(self.root)!r}>"
         )
 
 
@@ -584,8 +602,9 @@ def _read_back(
     options: dict[str, Any],
     verbose: bool,
 ) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """Noisy windows by load_bids, noise-free ones by load_meeg, word stimuli by load_audio."""
-    from brainalign.io import load_audio, load_bids, load_meeg, read_bids_events
+    """Noisy windows by load_bids, noise-free ones by load_meeg, the stimuli (words by
+    load_audio, images by load_images)."""
+    from brainalign.io import load_audio, load_bids, load_images, load_meeg, read_bids_events
 
     recordings, clean = {}, {}
     for subject in progress(truth.subjects, desc="reading subjects", verbose=verbose):
@@ -594,6 +613,8 @@ def _read_back(
         clean[subject] = load_meeg(
             truth.clean_path(subject), events=events, subject=subject, **options
         )
+    if truth.paradigm == "images":
+        return recordings, clean, load_images(root / "stimuli" / "images.tsv")
     return recordings, clean, load_audio(root / "stimuli" / "words.tsv")
 
 
@@ -810,9 +831,396 @@ def simulate_meeg_dataset(
         parameters=parameters,
         overwrite=overwrite,
     )
+    return _finish(root, READ_OPTIONS, top_k, int(seed), verbose)
+
+
+# ----------------------------------------------------------------------------------------------
+# The image paradigm (THINGS-EEG-like rapid serial visual presentation)
+# ----------------------------------------------------------------------------------------------
+
+#: Silence before the first sequence and after the last image, seconds.
+_IMAGE_LEAD, _IMAGE_TAIL = 1.0, 1.5
+
+
+def _rsvp_design(
+    n_images: int,
+    *,
+    n_test: int,
+    n_test_repetitions: int,
+    n_train_repetitions: int,
+    sequence_length: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Which images are test images, and the shuffled presentations in sequences."""
+    test = np.zeros(n_images, dtype=bool)
+    test[rng.choice(n_images, n_test, replace=False)] = True
+    shown = np.concatenate(
+        [
+            np.repeat(np.flatnonzero(test), n_test_repetitions),
+            np.repeat(np.flatnonzero(~test), n_train_repetitions),
+        ]
+    )
+    order = shown[rng.permutation(shown.size)]
+    seen = np.zeros(n_images, dtype=np.int64)
+    repetition = np.empty(order.size, dtype=np.int64)
+    for position, i in enumerate(order):
+        repetition[position] = seen[i]
+        seen[i] += 1
+    k = np.arange(order.size)
+    design = pd.DataFrame(
+        {
+            "image_index": order,
+            "split": np.where(test[order], "test", "train"),
+            "repetition": repetition,
+            "sequence": k // sequence_length,
+            "sequence_position": k % sequence_length,
+        }
+    )
+    return test, design
+
+
+def _whole_samples(name: str, seconds: float, sfreq: float) -> int:
+    n = round(seconds * sfreq)
+    if n < 1 or abs(seconds * sfreq - n) > 1e-6:
+        raise ValueError(
+            f"'{name}' ({seconds:g} s) must be a positive whole number of samples at sfreq="
+            f"{sfreq:g} Hz (a multiple of {1 / sfreq:g} s), so that every image onset falls on "
+            "a sample."
+        )
+    return int(n)
+
+
+def simulate_meeg_images_dataset(
+    out: str | os.PathLike,
+    *,
+    seed: int = 0,
+    n_subjects: int = 2,
+    modality: str = "eeg",
+    images: Any = None,
+    n_images: int | None = 200,
+    n_test_images: int = 20,
+    n_test_repetitions: int = 10,
+    n_train_repetitions: int = 2,
+    soa: float = 0.2,
+    image_duration: float = 0.1,
+    sequence_length: int = 20,
+    sequence_gap: float = 1.0,
+    snr: float = 0.1,
+    sfreq: float = 200.0,
+    snr_band: tuple[float, float] = (0.5, 30.0),
+    n_channels: int | None = None,
+    image_size: int = 128,
+    sources: Sequence[SourceSpec] | None = None,
+    onset_response: float = 1.0,
+    noise: MEEGNoise | None = None,
+    n_dipoles_per_patch: int = 7,
+    variability: float = 1.0,
+    top_k: int = 10,
+    feature_cache_dir: str | os.PathLike | None = None,
+    device: Any = "auto",
+    overwrite: bool = False,
+    verbose: bool = True,
+) -> SimulatedMEEG:
+    """Simulate a THINGS-EEG-like (or MEG) dataset of subjects viewing images in rapid sequences.
+
+    1. **Images**: the natural images of :func:`brainalign.pipelines.stimuli.build_stimulus_set`
+       (faces, non-faces and photograph crops from scikit-image and scikit-learn) or the user's
+       ``images``, and their EfficientNet-Lite0 features at the layers the sources read
+       (:func:`brainalign.pipelines.simulate_fmri.compute_layer_features`: grid-pooled 4 × 4,
+       cached on disk).
+    2. **Design** (THINGS-EEG2's rapid serial visual presentation): ``n_test_images`` test
+       images shown ``n_test_repetitions`` times each and the other (training) images
+       ``n_train_repetitions`` times, in one seeded random order, in sequences of
+       ``sequence_length`` images, one every ``soa`` seconds (on the screen for
+       ``image_duration``), the sequences ``sequence_gap`` seconds apart.
+    3. **Sources** (:func:`~brainalign.data.simulate.meeg.default_visual_sources`: early visual
+       cortex at the occipital pole, lateral occipital and ventral occipito-temporal cortex):
+       each responds to every image onset with its gamma TRF (early layer → ~100 ms, late layer
+       → ~220 ms), of height ``onset_response + readout``, the read-out a linear read-out of its
+       layer's features, z-scored over the images, with subject-specific weights
+       (:func:`~brainalign.data.simulate.meeg.make_image_readouts`,
+       :func:`~brainalign.data.simulate.meeg.make_event_time_courses`).
+    4. **Recordings**: as the speech paradigm
+       (:func:`~brainalign.data.simulate.meeg.simulate_meeg_subject`: EEG montages that differ
+       between subjects, or the KIT MEG helmet; background brain activity, sensor and line
+       noise at the requested SNR), written as BIDS
+       (:func:`~brainalign.data.simulate.meeg.write_simulated_meeg_images`) with one
+       ``events.tsv`` row per image onset (``stimulus_id``, ``image``, ``split``,
+       ``repetition``…), the images under ``stimuli/images`` and the ground truth.
+    5. **Read back** by :func:`brainalign.io.load_bids` as THINGS-EEG2's windows (-0.2 to
+       0.8 s around each image onset at 100 Hz, baseline before 0), the noise-free ones by
+       :func:`brainalign.io.load_meeg` and the images by :func:`brainalign.io.load_images`; the
+       noise ceiling of each subject on these windows is saved, then the manifest.
+
+    The same arguments give the same files (the FIF files differ only in their file ids and
+    timestamps).
+
+    Parameters
+    ----------
+    out : path-like
+        The dataset folder (empty or new; or an earlier simulation with ``overwrite=True``).
+    seed : int
+        Seeds the images, the design, the read-outs and every subject.
+    n_subjects : int
+        Number of subjects (``"01"``, ``"02"``…).
+    modality : {"eeg", "meg"}
+        EEG: a standard montage per subject (biosemi64, easycap-M1, GSN-HydroCel-64 in turn; a
+        random subset of ``n_channels`` electrodes), BrainVision. MEG: point magnetometers on
+        the KIT helmet, FIF.
+    images : path-like | StimulusSet | DataFrame | None
+        Your own images (a folder or a table, see :func:`brainalign.io.load_images`) instead of
+        the built-in natural images.
+    n_images : int | None
+        Number of distinct images (at least ``n_test_images + 1``); with ``images``, that many
+        drawn from them (``None``: all).
+    n_test_images : int
+        Images shown ``n_test_repetitions`` times (``split == "test"``).
+    n_test_repetitions, n_train_repetitions : int
+        Presentations of each test image and of each training image.
+    soa : float
+        Stimulus onset asynchrony, seconds (a whole number of samples at ``sfreq``).
+    image_duration : float
+        How long each image stays on the screen, seconds (``0 < image_duration <= soa``; only
+        written to the events: the sources respond to onsets).
+    sequence_length : int
+        Images per sequence.
+    sequence_gap : float
+        Seconds from the end of a sequence (its last onset plus ``soa``) to the next one.
+    snr : float
+        Sensor-level SNR in ``snr_band``
+        (:func:`~brainalign.data.simulate.meeg.compute_snr`), achieved exactly.
+    sfreq : float
+        Sampling rate of the simulated recordings, Hz (read back at 100 Hz).
+    snr_band : (float, float)
+        Band of the SNR, Hz.
+    n_channels : int | None
+        Sensors per subject (EEG: the whole montage by default; MEG: 208).
+    image_size : int
+        Side of the images and of the network's input, pixels.
+    sources : sequence of SourceSpec | None
+        The sources, each ``feature`` an EfficientNet-Lite0 layer
+        (:func:`brainalign.targets.list_layers`); the default sources by default.
+    onset_response : float
+        The part of every response that all images share, in units of the read-out's SD
+        (0: responses are the read-out alone, of either sign).
+    noise : MEEGNoise | None
+        Noise settings.
+    n_dipoles_per_patch : int
+        Dipoles per source patch (1 to 7).
+    variability : float
+        Scale of the per-subject differences (geometry, gains, read-out weights).
+    top_k : int
+        ``k`` of the retrieval noise ceiling (at most the number of presentations minus 1).
+    feature_cache_dir : path-like | None
+        Folder of the network-feature cache (brainalign's cache folder by default).
+    device : str
+        Where the network runs.
+    overwrite : bool
+        Replace an earlier simulation in ``out``.
+    verbose : bool
+        Log the steps and show progress bars.
+
+    Returns
+    -------
+    dataset : SimulatedMEEG
+        Read back from ``out``; ``ground_truth.image_readouts()`` holds the layer features,
+        weights and read-outs.
+    """
+    import tempfile
+
+    from brainalign.data.simulate._common import child_rng
+
+    check_option("modality", modality, ("meg", "eeg"))
+    for name, value in (
+        ("n_subjects", n_subjects),
+        ("n_test_images", n_test_images),
+        ("n_test_repetitions", n_test_repetitions),
+        ("n_train_repetitions", n_train_repetitions),
+        ("sequence_length", sequence_length),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"'{name}' must be a positive integer, got {value!r}.")
+    if n_images is not None and (
+        isinstance(n_images, bool)
+        or not isinstance(n_images, int | np.integer)
+        or n_images <= n_test_images
+    ):
+        raise ValueError(
+            f"'n_images' must be an integer above n_test_images={n_test_images} (the others are "
+            f"training images), got {n_images!r}."
+        )
+    check_positive("sfreq", sfreq)
+    check_positive("snr", snr)
+    check_positive("onset_response", onset_response, strict=False)
+    check_positive("sequence_gap", sequence_gap, strict=False)
+    soa_n = _whole_samples("soa", soa, sfreq)
+    gap_n = round(sequence_gap * sfreq)
+    if not 0 < image_duration <= soa:
+        raise ValueError(
+            f"'image_duration' must be in (0, soa={soa:g}] seconds, got {image_duration!r}."
+        )
+    if not 0 < snr_band[0] < snr_band[1] < sfreq / 2:
+        raise ValueError(
+            f"'snr_band' must be (low, high) with 0 < low < high < sfreq/2 = {sfreq / 2:g} Hz, "
+            f"got {tuple(snr_band)!r}."
+        )
+    specs = tuple(default_visual_sources() if sources is None else sources)
+    if not specs:
+        raise ValueError("'sources' is empty; give at least one SourceSpec.")
+    from brainalign.targets import list_layers
+
+    known = list_layers("efficientnet_lite0")
+    layers = list(dict.fromkeys(s.feature for s in specs))
+    for layer in layers:
+        if layer not in known:
+            raise ValueError(
+                f"A source reads out the layer {layer!r}, which EfficientNet-Lite0 lacks."
+                f"{suggest(layer, known)} See brainalign.targets.list_layers('efficientnet_lite0')."
+            )
+    root = check_output_folder(out, overwrite=overwrite)
+    if modality == "eeg":
+        from brainalign._utils.optional import import_optional
+
+        import_optional("pybv", purpose="writing simulated EEG as BrainVision (BIDS EEG)")
+
+    from brainalign.pipelines.simulate_fmri import compute_layer_features
+    from brainalign.pipelines.stimuli import build_stimulus_set
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stimuli = build_stimulus_set(
+            Path(tmp) / "stimuli",
+            images=images,
+            n_stimuli=n_images,
+            image_size=image_size,
+            seed=int(seed),
+            verbose=verbose,
+        )
+        n = len(stimuli)
+        if n <= n_test_images:
+            raise ValueError(
+                f"There are {n} images but n_test_images={n_test_images}; keep some for "
+                "training (n_test_images < number of images)."
+            )
+        logger.info("computing EfficientNet-Lite0 features of %d images: %s", n, layers)
+        layer_features = compute_layer_features(
+            stimuli,
+            layers,
+            image_size=image_size,
+            cache_dir=feature_cache_dir,
+            device=device,
+            verbose=verbose,
+        )
+        test, design = _rsvp_design(
+            n,
+            n_test=int(n_test_images),
+            n_test_repetitions=int(n_test_repetitions),
+            n_train_repetitions=int(n_train_repetitions),
+            sequence_length=int(sequence_length),
+            rng=child_rng(int(seed), "rsvp-design"),
+        )
+        if len(design) <= top_k:
+            raise ValueError(
+                f"'top_k' ({top_k}) must be below the number of presentations ({len(design)})."
+            )
+        lead_n = round(_IMAGE_LEAD * sfreq)
+        samples = (
+            lead_n
+            + design["sequence"].to_numpy() * (int(sequence_length) * soa_n + gap_n)
+            + design["sequence_position"].to_numpy() * soa_n
+        )
+        n_times = int(samples[-1] + soa_n + round(_IMAGE_TAIL * sfreq))
+        onsets = samples / float(sfreq)
+        table = stimuli.table.copy()
+        table["split"] = np.where(test, "test", "train")
+        names = [Path(p).name for p in table["path"]]
+        index = design["image_index"].to_numpy()
+        events = pd.DataFrame(
+            {
+                "onset": onsets,
+                "duration": float(image_duration),
+                "trial_type": "image",
+                "stimulus_id": table["stimulus_id"].astype(str).to_numpy()[index],
+                "image": [f"stimuli/images/{names[i]}" for i in index],
+                "category": table["category"].astype(str).to_numpy()[index],
+                **{c: design[c].to_numpy() for c in design.columns if c != "image_index"},
+            }
+        )
+        readouts = make_image_readouts(
+            layer_features,
+            specs,
+            stimulus_ids=table["stimulus_id"].astype(str).tolist(),
+            n_subjects=int(n_subjects),
+            seed=child_rng(int(seed), "readouts"),
+            variability=variability,
+        )
+        shared = make_event_time_courses(
+            onset_response + readouts.shared_values[:, index], onsets, sfreq, n_times, specs
+        )
+
+        def subjects():
+            for i in progress(range(int(n_subjects)), desc="simulating subjects", verbose=verbose):
+                time_courses = make_event_time_courses(
+                    onset_response + readouts.values[i][:, index], onsets, sfreq, n_times, specs
+                )
+                yield simulate_meeg_subject(
+                    time_courses,
+                    modality=modality,
+                    subject=f"{i + 1:02d}",
+                    subject_index=i,
+                    seed=child_rng(int(seed), "subject", i),
+                    snr=snr,
+                    snr_band=snr_band,
+                    n_channels=n_channels,
+                    noise=noise,
+                    n_dipoles_per_patch=n_dipoles_per_patch,
+                    variability=variability,
+                )
+
+        parameters = {
+            "seed": int(seed),
+            "n_subjects": int(n_subjects),
+            "n_images": n,
+            "n_test_images": int(n_test_images),
+            "n_test_repetitions": int(n_test_repetitions),
+            "n_train_repetitions": int(n_train_repetitions),
+            "n_presentations": len(events),
+            "soa": float(soa),
+            "image_duration": float(image_duration),
+            "sequence_length": int(sequence_length),
+            "sequence_gap": float(sequence_gap),
+            "image_size": int(image_size),
+            "images": "user images" if images is not None else "natural images",
+            "network": "efficientnet_lite0 (grid-pooled 4 x 4)",
+            "onset_response": float(onset_response),
+            "n_channels": n_channels,
+            "n_dipoles_per_patch": int(n_dipoles_per_patch),
+            "variability": float(variability),
+            "timeline": {"lead": _IMAGE_LEAD, "tail": _IMAGE_TAIL},
+        }
+        write_simulated_meeg_images(
+            root,
+            subjects(),
+            shared,
+            events=events,
+            images=table,
+            layer_features=layer_features,
+            readouts=readouts,
+            features={"image_onset": word_onset_impulses(onsets, sfreq, n_times)},
+            parameters=parameters,
+            overwrite=overwrite,
+        )
+    return _finish(root, IMAGE_READ_OPTIONS, top_k, int(seed), verbose)
+
+
+def _finish(
+    root: Path, read_options: dict[str, Any], top_k: int, seed: int, verbose: bool
+) -> SimulatedMEEG:
+    """Read a written dataset back, save its noise ceiling and manifest."""
+    from brainalign.io import load_manifest
+
     logger.info("reading the recordings back and computing the noise ceiling")
     truth = read_meeg_ground_truth(root)
-    options = {**READ_OPTIONS, "stimulus_column": "stimulus_id"}
+    options = {**read_options, "stimulus_column": "stimulus_id"}
     reader = {"task": truth.task, "datatype": truth.modality}
     recordings, clean, stimuli = _read_back(root, truth, reader, options, verbose)
     ceilings = {
@@ -822,9 +1230,7 @@ def simulate_meeg_dataset(
         for s in truth.subjects
     }
     write_noise_ceiling(root, ceilings, settings={**options, "reader": "load_bids"})
-    write_meeg_manifest(root, split_seed=int(seed))
-    from brainalign.io import load_manifest
-
+    write_meeg_manifest(root, split_seed=seed)
     manifest = load_manifest(root / "manifest.yaml")
     truth = read_meeg_ground_truth(root)
     for s, c in ceilings.items():

@@ -36,6 +36,17 @@ Pipeline of one dataset
    the same channel gains and reference, then scaled so that the recording's SNR equals the
    requested one exactly.
 
+Image paradigm (THINGS-EEG-like)
+--------------------------------
+The same machinery simulates subjects viewing images in rapid serial visual presentation:
+visual sources (:func:`default_visual_sources`: early visual cortex at the occipital pole,
+lateral occipital and ventral occipito-temporal cortex) respond to every image onset with their
+TRF, scaled by a linear read-out of one network layer (:func:`make_image_readouts`: shared
+weights plus per-subject deviations) through :func:`make_event_time_courses`, and
+:func:`write_simulated_meeg_images` writes the images, one ``events.tsv`` row per image onset
+and the read-outs (``derivatives/simulation/image_readouts.npz``). Such recordings are read back
+as THINGS-EEG2's windows (:data:`IMAGE_READ_OPTIONS`).
+
 SNR and noise ceiling
 ---------------------
 The SNR (:func:`compute_snr`) is the ratio of the in-band powers of the noise-free signal and of
@@ -84,7 +95,11 @@ from brainalign._utils.validation import check_option, check_positive, check_typ
 __all__ = [
     "DERIVATIVES",
     "EEG_MONTAGES",
+    "IMAGE_READ_OPTIONS",
+    "IMAGE_TASK",
+    "PARADIGMS",
     "READ_OPTIONS",
+    "ImageReadouts",
     "MEEGGroundTruth",
     "MEEGNoise",
     "NoiseCeiling",
@@ -96,7 +111,10 @@ __all__ = [
     "compute_noise_ceiling",
     "compute_snr",
     "default_meeg_sources",
+    "default_visual_sources",
     "gamma_trf",
+    "make_event_time_courses",
+    "make_image_readouts",
     "make_meeg_info",
     "make_source_time_courses",
     "mni_to_head",
@@ -107,6 +125,7 @@ __all__ = [
     "write_meeg_manifest",
     "write_noise_ceiling",
     "write_simulated_meeg",
+    "write_simulated_meeg_images",
 ]
 
 #: EEG montages of mne given to subjects in turn (subject ``i`` gets ``EEG_MONTAGES[i % 3]``).
@@ -122,6 +141,21 @@ TASK = "listen"
 #: the windows of the noise ceiling.
 READ_OPTIONS: dict[str, Any] = {"sfreq": 120.0, "tmin": -0.5, "tmax": 2.5, "baseline": (None, 0.0)}
 
+#: The BIDS task label of the simulated image recordings (rapid serial visual presentation).
+IMAGE_TASK = "rsvp"
+
+#: How image recordings are read back (THINGS-EEG2's preprocessing): -0.2 to 0.8 s around each
+#: image onset at 100 Hz, baseline before 0; also the windows of their noise ceiling.
+IMAGE_READ_OPTIONS: dict[str, Any] = {
+    "sfreq": 100.0,
+    "tmin": -0.2,
+    "tmax": 0.8,
+    "baseline": (None, 0.0),
+}
+
+#: The simulated experiments: listening to speech (MEG-MASC) or viewing images (THINGS-EEG).
+PARADIGMS = ("speech", "images")
+
 #: Folder of the ground truth inside the dataset.
 DERIVATIVES = Path("derivatives") / "simulation"
 
@@ -135,6 +169,7 @@ _HEAD_SHIFT = 0.003  # m, SD of the head position in the MEG helmet, per axis
 _HEAD_ROTATION = np.deg2rad(2.0)  # rad, SD of the head rotation, per axis
 _SUBJECT_GAIN = 0.2  # SD of log(subject gain)
 _CHANNEL_GAIN = 0.03  # SD of each channel's gain around 1
+_READOUT_JITTER = 0.5  # SD of a subject's read-out weights around the shared ones (relative)
 
 # Where the centre of the head sphere sits in the KIT helmet, relative to the centre of the
 # sphere fitted to the helmet surface (device coordinates, m).
@@ -300,6 +335,63 @@ def default_meeg_sources(
             "need 'envelope', 'mel', 'word_onset' or 'embedding'. Pass sources= explicitly."
         )
     return sources
+
+
+def default_visual_sources() -> tuple[SourceSpec, ...]:
+    """The default sources of the image paradigm: early visual, lateral and ventral occipital.
+
+    Each source responds to every image onset with its TRF, scaled by a linear read-out of one
+    EfficientNet-Lite0 layer (early layers drive early sources; ``feature`` names the layer):
+
+    ===========  ===========================  ================  =========  =======  =====  =====
+    name         region                       MNI (mm)          layer      latency  shape  nAm
+    ===========  ===========================  ================  =========  =======  =====  =====
+    v1_left      early visual                 (-10, -94, 2)     blocks.1   100 ms   14     10
+    v1_right     early visual                 (12, -92, 4)      blocks.1   100 ms   14     10
+    lo_left      lateral occipital            (-44, -76, -4)    blocks.3   140 ms   12     8
+    vot_left     ventral occipito-temporal    (-38, -56, -16)   blocks.4   170 ms   12     8
+    vot_right    ventral occipito-temporal    (40, -54, -16)    blocks.6   220 ms   10     8
+    ===========  ===========================  ================  =========  =======  =====  =====
+
+    The two early sources read the same layer out with different weights (as the two
+    hemispheres see different halves of the visual field). The layers are those of the
+    simulated fMRI dataset (:data:`brainalign.pipelines.simulate_fmri.EFFICIENTNET_REGION_LAYERS`).
+
+    Returns
+    -------
+    sources : tuple of SourceSpec
+    """
+    return (
+        SourceSpec(
+            "v1_left", "early visual", (-10, -94, 2), "blocks.1", 0.10, 14.0, 10e-9, (0.3, 0, 1)
+        ),
+        SourceSpec(
+            "v1_right", "early visual", (12, -92, 4), "blocks.1", 0.10, 14.0, 10e-9, (-0.3, 0, 1)
+        ),
+        SourceSpec(
+            "lo_left", "lateral occipital", (-44, -76, -4), "blocks.3", 0.14, 12.0, 8e-9, (0, 0, 1)
+        ),
+        SourceSpec(
+            "vot_left",
+            "ventral occipito-temporal",
+            (-38, -56, -16),
+            "blocks.4",
+            0.17,
+            12.0,
+            8e-9,
+            (0.0, 0.5, 1.0),
+        ),
+        SourceSpec(
+            "vot_right",
+            "ventral occipito-temporal",
+            (40, -54, -16),
+            "blocks.6",
+            0.22,
+            10.0,
+            8e-9,
+            (0.0, 0.5, 1.0),
+        ),
+    )
 
 
 def gamma_trf(
@@ -613,6 +705,193 @@ def make_source_time_courses(
         drives=np.asarray(drives),
         trfs=trfs,
         data=np.asarray(data),
+    )
+
+
+@dataclass(eq=False)
+class ImageReadouts:
+    """Linear read-outs of network layers: how strongly each source responds to each image.
+
+    Attributes
+    ----------
+    stimulus_ids : tuple of str
+        The images, in the order of the features' rows.
+    sources : tuple of str
+        Source names.
+    layers : dict of str to str
+        Source name to the layer it reads out.
+    shared_weights : dict of str to ndarray, shape (n_dims,)
+        Per source, the weights shared by all subjects (on the z-scored layer features).
+    weights : dict of str to ndarray, shape (n_subjects, n_dims)
+        Per source, each subject's weights: the shared ones plus a subject-specific deviation.
+    values : ndarray, shape (n_subjects, n_sources, n_images)
+        ``zscore(Z @ weights[source][subject])`` over the images, with ``Z`` the layer's
+        features z-scored over the images (per dimension; constant dimensions are 0).
+    shared_values : ndarray, shape (n_sources, n_images)
+        The same with the shared weights.
+    """
+
+    stimulus_ids: tuple[str, ...]
+    sources: tuple[str, ...]
+    layers: dict[str, str]
+    shared_weights: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray]
+    values: np.ndarray
+    shared_values: np.ndarray
+
+    @property
+    def n_subjects(self) -> int:
+        """Number of subjects."""
+        return int(self.values.shape[0])
+
+
+def make_image_readouts(
+    layer_features: Mapping[str, np.ndarray],
+    sources: Sequence[SourceSpec],
+    *,
+    stimulus_ids: Sequence[str] | None = None,
+    n_subjects: int = 1,
+    seed: int | np.random.Generator | None = 0,
+    variability: float = 1.0,
+) -> ImageReadouts:
+    """Draw each source's linear read-out of its layer, shared and per subject.
+
+    Source ``s`` reading layer ``L`` gets shared weights ``w ~ N(0, I / n_dims)``; subject ``i``
+    gets ``w + 0.5 * variability * e_i`` with ``e_i ~ N(0, I / n_dims)`` (its read-out correlates
+    about ``1 / sqrt(1 + 0.25 * variability²)`` with the shared one). The read-out of an image is
+    ``zscore(Z @ w_i)`` over the images, ``Z`` the layer's features z-scored per dimension.
+
+    Parameters
+    ----------
+    layer_features : mapping of str to ndarray, shape (n_images, n_dims)
+        Features of the images at each layer (e.g. EfficientNet-Lite0's, grid-pooled), rows in
+        the same image order for every layer.
+    sources : sequence of SourceSpec
+        Each source's ``feature`` names its layer.
+    stimulus_ids : sequence of str | None
+        Ids of the images (``"0"``, ``"1"``… by default).
+    n_subjects : int
+        Number of subjects.
+    seed : int | numpy.random.Generator | None
+        Draws the weights (sources in order: shared weights, then each subject's deviation).
+    variability : float
+        Scale of the subjects' deviations (0: every subject reads the same).
+
+    Returns
+    -------
+    readouts : ImageReadouts
+    """
+    check_positive("n_subjects", n_subjects)
+    check_positive("variability", variability, strict=False)
+    if not isinstance(layer_features, Mapping) or not layer_features:
+        raise TypeError(
+            "'layer_features' must be a non-empty mapping {layer: (n_images, n_dims) array}; got "
+            f"{type(layer_features).__name__}."
+        )
+    arrays = {str(k): np.asarray(v, dtype=np.float64) for k, v in layer_features.items()}
+    n_images = {k: v.shape[0] if v.ndim == 2 else -1 for k, v in arrays.items()}
+    for name, arr in arrays.items():
+        if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
+            raise ValueError(
+                f"The features of layer {name!r} must have shape (n_images, n_dims) with at "
+                f"least 2 images, got {arr.shape}."
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"The features of layer {name!r} hold NaN or infinite values.")
+    if len(set(n_images.values())) != 1:
+        raise ValueError(f"Every layer must have one row per image, got {n_images} rows.")
+    n = next(iter(n_images.values()))
+    ids = tuple(str(i) for i in (range(n) if stimulus_ids is None else stimulus_ids))
+    if len(ids) != n:
+        raise ValueError(f"'stimulus_ids' has {len(ids)} ids for {n} images.")
+    sources = tuple(sources)
+    if not sources:
+        raise ValueError("'sources' is empty; give at least one SourceSpec.")
+    rng = check_random_state(seed)
+    n_sub = int(n_subjects)
+    shared, weights = {}, {}
+    values, shared_values = np.zeros((n_sub, len(sources), n)), np.zeros((len(sources), n))
+    for j, spec in enumerate(sources):
+        if spec.feature not in arrays:
+            raise ValueError(
+                f"Source {spec.name!r} reads out the layer {spec.feature!r}, which is not among "
+                f"the layers given ({sorted(arrays)}).{suggest(spec.feature, arrays)}"
+            )
+        z = _zscore(arrays[spec.feature], axis=0)
+        n_dims = z.shape[1]
+        w = rng.standard_normal(n_dims) / np.sqrt(n_dims)
+        dev = rng.standard_normal((n_sub, n_dims)) / np.sqrt(n_dims)
+        w_sub = w[None, :] + _READOUT_JITTER * float(variability) * dev
+        shared[spec.name] = w
+        weights[spec.name] = w_sub
+        values[:, j] = _zscore(w_sub @ z.T, axis=-1)
+        shared_values[j] = _zscore(z @ w)
+    return ImageReadouts(
+        stimulus_ids=ids,
+        sources=tuple(s.name for s in sources),
+        layers={s.name: s.feature for s in sources},
+        shared_weights=shared,
+        weights=weights,
+        values=values,
+        shared_values=shared_values,
+    )
+
+
+def make_event_time_courses(
+    heights: np.ndarray,
+    onsets: Sequence[float] | np.ndarray,
+    sfreq: float,
+    n_times: int,
+    sources: Sequence[SourceSpec],
+) -> SourceTimeCourses:
+    """Source time courses that respond to events, each with its own amplitude per event.
+
+    Source ``s`` is driven by an impulse of height ``heights[s, e]`` at each onset ``e``
+    (:func:`word_onset_impulses`), then treated as by :func:`make_source_time_courses`
+    (z-scored, convolved with its TRF, scaled to its RMS amplitude), so that its response to
+    event ``e`` peaks at ``onset + latency`` with a size affine in ``heights[s, e]``.
+
+    Parameters
+    ----------
+    heights : ndarray, shape (n_sources, n_events)
+        The amplitude of each source's response to each event (e.g. an onset response plus an
+        image's read-out).
+    onsets : sequence of float, shape (n_events,)
+        Seconds on the recording's timeline.
+    sfreq : float
+        Sampling rate, Hz.
+    n_times : int
+        Samples of the recording.
+    sources : sequence of SourceSpec
+        The sources (their ``feature`` is kept as a label, e.g. the layer read out).
+
+    Returns
+    -------
+    time_courses : SourceTimeCourses
+        ``drives`` are the z-scored impulse trains.
+    """
+    sources = tuple(sources)
+    heights = np.atleast_2d(np.asarray(heights, dtype=float))
+    onsets = np.asarray(onsets, dtype=float)
+    if heights.shape != (len(sources), onsets.size):
+        raise ValueError(
+            f"'heights' must have shape (n_sources, n_events) = ({len(sources)}, {onsets.size}), "
+            f"got {heights.shape}."
+        )
+    parts = [
+        make_source_time_courses(
+            {spec.feature: word_onset_impulses(onsets, sfreq, n_times, values=row)},
+            sfreq,
+            [spec],
+        )
+        for spec, row in zip(sources, heights)
+    ]
+    return SourceTimeCourses(
+        sources=sources,
+        sfreq=float(sfreq),
+        drives=np.concatenate([p.drives for p in parts]),
+        trfs={k: v for p in parts for k, v in p.trfs.items()},
+        data=np.concatenate([p.data for p in parts]),
     )
 
 
@@ -1728,14 +2007,45 @@ def write_simulated_meeg(
                 format="WAV",
             )
     _write_tsv(root / "stimuli" / "words.tsv", words)
+    _write_recordings(
+        root,
+        subjects,
+        time_courses,
+        table=_events_table(events, "word", _EVENT_COLUMNS),
+        descriptions=_EVENT_COLUMNS,
+        features=features,
+        parameters=parameters,
+        task=task,
+        paradigm="speech",
+    )
+    with atomic_write(root / ".bidsignore", "w") as fh:
+        fh.write("manifest.yaml\nstimuli/words.tsv\n")
+    return root
 
-    # events table in BIDS column order
+
+def _events_table(
+    events: pd.DataFrame, trial_type: str, columns: Mapping[str, str]
+) -> pd.DataFrame:
+    """The events in BIDS column order, ``trial_type`` set."""
     table = events.copy()
-    table["trial_type"] = "word"
-    first = [c for c in _EVENT_COLUMNS if c in table.columns]
-    table = table[first + [c for c in table.columns if c not in first]]
+    table["trial_type"] = trial_type
+    first = [c for c in columns if c in table.columns]
+    return table[first + [c for c in table.columns if c not in first]]
 
-    # recordings and ground truth
+
+def _write_recordings(
+    root: Path,
+    subjects: Iterable[SimulatedSubject],
+    time_courses: SourceTimeCourses,
+    *,
+    table: pd.DataFrame,
+    descriptions: Mapping[str, str],
+    features: Mapping[str, np.ndarray],
+    parameters: Mapping[str, Any] | None,
+    task: str,
+    paradigm: str,
+) -> None:
+    """The BIDS recordings, their events and the ground truth (shared by both paradigms)."""
     deriv = root / DERIVATIVES
     subject_info = {}
     first_sim: SimulatedSubject | None = None
@@ -1761,7 +2071,7 @@ def write_simulated_meeg(
         _write_tsv(events_path, table)
         _write_json(
             events_path.with_suffix(".json"),
-            {c: {"Description": d} for c, d in _EVENT_COLUMNS.items() if c in table.columns},
+            {c: {"Description": d} for c, d in descriptions.items() if c in table.columns},
         )
         sub_dir = deriv / f"sub-{sim.subject}" / sim.modality
         sub_dir.mkdir(parents=True, exist_ok=True)
@@ -1814,6 +2124,7 @@ def write_simulated_meeg(
     _write_json(
         root / _MARKER,
         {
+            "paradigm": paradigm,
             "modality": modality,
             "task": task,
             "sfreq": sfreq,
@@ -1832,8 +2143,167 @@ def write_simulated_meeg(
             "parameters": dict(parameters or {}),
         },
     )
+
+
+_IMAGE_EVENT_COLUMNS = {
+    "onset": "Image onset, seconds from the first sample of the recording.",
+    "duration": "How long the image stayed on the screen, seconds.",
+    "trial_type": "Always 'image'.",
+    "stimulus_id": "Id of the image (row of stimuli/images.tsv).",
+    "image": "The image file, relative to the dataset root.",
+    "category": "Category of the image.",
+    "split": "'test' for the repeated test images, 'train' for the others.",
+    "repetition": "0-based count of earlier presentations of the same image.",
+    "sequence": "0-based index of the rapid serial visual presentation sequence.",
+    "sequence_position": "0-based position of the image in its sequence.",
+}
+
+#: The image paradigm's extra ground truth: layer features, read-out weights and values.
+IMAGE_TRUTH = DERIVATIVES / "image_readouts.npz"
+
+
+def write_simulated_meeg_images(
+    root: str | os.PathLike,
+    subjects: Iterable[SimulatedSubject],
+    time_courses: SourceTimeCourses,
+    *,
+    events: pd.DataFrame,
+    images: pd.DataFrame,
+    layer_features: Mapping[str, np.ndarray],
+    readouts: ImageReadouts,
+    features: Mapping[str, np.ndarray] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    task: str = IMAGE_TASK,
+    overwrite: bool = False,
+) -> Path:
+    """Write simulated recordings of an image experiment as BIDS with the images and ground truth.
+
+    The layout is that of :func:`write_simulated_meeg`, with the images copied to
+    ``stimuli/images/`` and listed in ``stimuli/images.tsv`` (paths relative to ``stimuli/``,
+    the table :func:`brainalign.io.load_images` reads), and the read-outs in
+    ``derivatives/simulation/image_readouts.npz``: ``stimulus_ids`` ``(n_images,)``,
+    ``layer__<layer>`` ``(n_images, n_dims)`` (the features given), ``readouts``
+    ``(n_subjects, n_sources, n_images)``, ``weights__<source>`` ``(n_subjects, n_dims)``,
+    ``shared_weights__<source>`` ``(n_dims,)``, ``source_names`` and ``source_layers``.
+
+    Parameters
+    ----------
+    root : path-like
+        The dataset folder (also the BIDS root); new, empty, or an earlier simulation with
+        ``overwrite=True``.
+    subjects : iterable of SimulatedSubject
+        One per subject, in the order of ``readouts``' subjects (a generator is consumed one
+        subject at a time).
+    time_courses : SourceTimeCourses
+        The source time courses of the read-outs' shared weights (their TRFs, drives and
+        specifications are saved; each subject's own are in its arrays).
+    events : DataFrame
+        One row per image presentation, the same for every subject: ``onset`` (s),
+        ``duration``, ``stimulus_id`` and ``image`` (path relative to ``root``, under
+        ``stimuli/images/``), and any others (``split``, ``repetition``…); ``trial_type`` is
+        set to ``"image"``.
+    images : DataFrame
+        The image stimuli: ``stimulus_id``, ``path`` (an existing file, copied to
+        ``stimuli/images/<its name>``) and any other columns (``category``…).
+    layer_features : mapping of str to ndarray, shape (n_images, n_dims)
+        The features the read-outs were computed from, rows in the order of ``images``.
+    readouts : ImageReadouts
+        From :func:`make_image_readouts`, images in the order of ``images``.
+    features : mapping of str to ndarray, shape (n_times,) or (n_dims, n_times) | None
+        Features on the recording's timeline (e.g. the image-onset impulses).
+    parameters : mapping | None
+        Simulation settings to keep in ``ground_truth.json``.
+    task : str
+        BIDS task label.
+    overwrite : bool
+        Replace an earlier simulation in ``root``.
+
+    Returns
+    -------
+    root : Path
+    """
+    root = Path(root).expanduser()
+    check_type("readouts", readouts, ImageReadouts, "an ImageReadouts")
+    for name, table, required in (
+        ("events", events, ("onset", "duration", "stimulus_id", "image")),
+        ("images", images, ("stimulus_id", "path")),
+    ):
+        missing = [c for c in required if c not in table.columns]
+        if missing:
+            raise ValueError(f"{name!r} lacks the columns {missing}; it needs {list(required)}.")
+    ids = images["stimulus_id"].astype(str).tolist()
+    if tuple(ids) != readouts.stimulus_ids:
+        raise ValueError(
+            "The images and the read-outs list different stimulus ids (or another order); "
+            "compute the read-outs from the features of these images."
+        )
+    unknown = sorted(set(events["stimulus_id"].astype(str)) - set(ids))
+    if unknown:
+        raise ValueError(f"'events' shows images that 'images' lacks: {unknown[:5]}.")
+    sources = [Path(p) for p in images["path"]]
+    names = [p.name for p in sources]
+    if len(set(names)) != len(names):
+        raise ValueError("The image files must have distinct names to be copied together.")
+    for p in sources:
+        if not p.is_file():
+            raise FileNotFoundError(f"The image file {str(p)!r} does not exist.")
+    expected = {sid: f"stimuli/images/{n}" for sid, n in zip(ids, names)}
+    wrong = (
+        events["image"].astype(str).to_numpy()
+        != events["stimulus_id"].astype(str).map(expected).to_numpy()
+    )
+    if wrong.any():
+        raise ValueError(
+            "The 'image' column of 'events' must give each image's copy, 'stimuli/images/"
+            f"<file name>'; row {int(np.argmax(wrong))} has "
+            f"{events['image'].iloc[int(np.argmax(wrong))]!r}."
+        )
+    _prepare_root(root, overwrite)
+    folder = root / "stimuli" / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in sources:
+        with atomic_path(folder / p.name, suffix=p.suffix) as tmp:
+            shutil.copyfile(p, tmp)
+    stimuli_table = images.copy()
+    stimuli_table["path"] = [f"images/{n}" for n in names]
+    _write_tsv(root / "stimuli" / "images.tsv", stimuli_table)
+    subject_labels: list[str] = []
+
+    def counted() -> Iterable[SimulatedSubject]:
+        for sim in subjects:
+            subject_labels.append(sim.subject)
+            yield sim
+
+    _write_recordings(
+        root,
+        counted(),
+        time_courses,
+        table=_events_table(events, "image", _IMAGE_EVENT_COLUMNS),
+        descriptions=_IMAGE_EVENT_COLUMNS,
+        features=dict(features or {}),
+        parameters=parameters,
+        task=task,
+        paradigm="images",
+    )
+    if len(subject_labels) != readouts.n_subjects:
+        raise ValueError(
+            f"{len(subject_labels)} subjects were written but the read-outs are those of "
+            f"{readouts.n_subjects}."
+        )
+    arrays: dict[str, np.ndarray] = {
+        "stimulus_ids": np.asarray(ids),
+        "subjects": np.asarray(subject_labels),
+        "source_names": np.asarray(readouts.sources),
+        "source_layers": np.asarray([readouts.layers[s] for s in readouts.sources]),
+        "readouts": readouts.values,
+        "shared_readouts": readouts.shared_values,
+    }
+    arrays.update({f"layer__{k}": np.asarray(v) for k, v in layer_features.items()})
+    arrays.update({f"weights__{k}": v for k, v in readouts.weights.items()})
+    arrays.update({f"shared_weights__{k}": v for k, v in readouts.shared_weights.items()})
+    _write_npz(root / IMAGE_TRUTH, arrays)
     with atomic_write(root / ".bidsignore", "w") as fh:
-        fh.write("manifest.yaml\nstimuli/words.tsv\n")
+        fh.write("manifest.yaml\nstimuli/images.tsv\n")
     return root
 
 
@@ -1897,9 +2367,11 @@ def write_meeg_manifest(
     """Write ``manifest.yaml`` for a simulated dataset (schema of :mod:`brainalign.io.manifest`).
 
     Every file under ``root`` is listed with its role, size and SHA-256; the reader is
-    :func:`brainalign.io.load_bids` (``task``, ``datatype``); the preprocessing is brainmagick's
-    (120 Hz, -0.5 to 2.5 s around word onsets, baseline before 0, robust scaling, clamp at 20);
-    the default split keeps sentences whole. Writing it last marks the dataset as complete.
+    :func:`brainalign.io.load_bids` (``task``, ``datatype``). Speech: the preprocessing is
+    brainmagick's (120 Hz, -0.5 to 2.5 s around word onsets, baseline before 0, robust scaling,
+    clamp at 20) and the default split keeps sentences whole. Images: THINGS-EEG2's windows
+    (:data:`IMAGE_READ_OPTIONS`) and the test images (``split == "test"``) as the test set.
+    Writing it last marks the dataset as complete.
 
     Parameters
     ----------
@@ -1942,15 +2414,19 @@ def write_meeg_manifest(
                 "role": _file_role(rel),
             }
         )
-    n_words = len(pd.read_csv(root / "stimuli" / "words.tsv", sep="\t", usecols=["stimulus_id"]))
     subjects = sorted(truth["subjects"])
+    images = truth.get("paradigm", "speech") == "images"
+    table = "images.tsv" if images else "words.tsv"
+    n_stimuli = len(pd.read_csv(root / "stimuli" / table, sep="\t", usecols=["stimulus_id"]))
+    read = IMAGE_READ_OPTIONS if images else READ_OPTIONS
+    what = "viewing images in rapid serial visual presentation" if images else "listening to speech"
     content = {
         "schema": 1,
-        "name": name or f"simulated_{modality}",
+        "name": name or f"simulated_{modality}" + ("_images" if images else ""),
         "modality": modality,
         "description": description
         or (
-            f"Simulated {modality.upper()} of {len(subjects)} subjects listening to speech "
+            f"Simulated {modality.upper()} of {len(subjects)} subjects {what} "
             f"({truth['sfreq']:g} Hz, SNR {truth['snr']:g} in {truth['snr_band']} Hz), written "
             "by brainalign.data.simulate.meeg with its ground truth under "
             f"{DERIVATIVES.as_posix()}."
@@ -1958,31 +2434,61 @@ def write_meeg_manifest(
         "license": "CC0-1.0",
         "files": files,
         "subjects": subjects,
-        "stimuli": {
-            "kind": "audio",
-            "path": "stimuli/audio",
-            "n_stimuli": n_words,
-            "description": "word segments of the audio files, listed in stimuli/words.tsv",
-        },
+        "stimuli": (
+            {
+                "kind": "image",
+                "path": "stimuli/images",
+                "n_stimuli": n_stimuli,
+                "description": "PNG images, listed in stimuli/images.tsv",
+            }
+            if images
+            else {
+                "kind": "audio",
+                "path": "stimuli/audio",
+                "n_stimuli": n_stimuli,
+                "description": "word segments of the audio files, listed in stimuli/words.tsv",
+            }
+        ),
         "events": {
             "path": f"sub-*/{modality}/sub-*_task-{truth['task']}_events.tsv",
-            "description": "one row per word: onset, word, sound file and onset in it",
+            "description": (
+                "one row per image presentation: onset, image file, split, repetition"
+                if images
+                else "one row per word: onset, word, sound file and onset in it"
+            ),
         },
         "reader": {"name": "load_bids", "options": {"task": truth["task"], "datatype": modality}},
         "preprocessing": {
-            "sfreq": READ_OPTIONS["sfreq"],
-            "tmin": READ_OPTIONS["tmin"],
-            "tmax": READ_OPTIONS["tmax"],
-            "baseline": list(READ_OPTIONS["baseline"]),
+            "sfreq": read["sfreq"],
+            "tmin": read["tmin"],
+            "tmax": read["tmax"],
+            "baseline": list(read["baseline"]),
             "scale": "robust",
             "clip": 20.0,
-            "notes": "brainmagick recipe; the noise ceiling is computed on these windows",
+            "notes": (
+                "THINGS-EEG2 windows; the noise ceiling is computed on them"
+                if images
+                else "brainmagick recipe; the noise ceiling is computed on these windows"
+            ),
         },
-        "split": {
-            "method": "grouped_fraction",
-            "options": {"group": "sentence", "test_size": 0.2, "val_size": 0.1, "seed": split_seed},
-            "description": "whole sentences go to one split",
-        },
+        "split": (
+            {
+                "method": "column",
+                "options": {"column": "split", "test_values": ["test"]},
+                "description": "the repeated test images form the test set",
+            }
+            if images
+            else {
+                "method": "grouped_fraction",
+                "options": {
+                    "group": "sentence",
+                    "test_size": 0.2,
+                    "val_size": 0.1,
+                    "seed": split_seed,
+                },
+                "description": "whole sentences go to one split",
+            }
+        ),
     }
     manifest_from_dict(content, source=root / "manifest.yaml")  # validate before writing
     path = root / "manifest.yaml"
@@ -2036,6 +2542,9 @@ class MEEGGroundTruth:
         Everything else the simulation recorded (seed, duration…).
     files : dict of str to dict of str to Path
         Per subject: ``data``, ``events``, ``clean``, ``arrays``.
+    paradigm : {"speech", "images"}
+        The experiment. For ``"images"``, each source's ``feature`` names the network layer
+        it reads out, and :meth:`image_readouts` gives the layers' features and the read-outs.
     """
 
     root: Path
@@ -2058,6 +2567,7 @@ class MEEGGroundTruth:
     noise: dict[str, Any]
     parameters: dict[str, Any]
     files: dict[str, dict[str, Path]]
+    paradigm: str = "speech"
 
     def _check_subject(self, subject: str) -> str:
         subject = str(subject).removeprefix("sub-")
@@ -2081,6 +2591,32 @@ class MEEGGroundTruth:
         """
         path = self.files[self._check_subject(subject)]["arrays"]
         with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
+    def image_readouts(self) -> dict[str, np.ndarray]:
+        """The image paradigm's read-outs (``derivatives/simulation/image_readouts.npz``).
+
+        Returns
+        -------
+        arrays : dict
+            ``stimulus_ids`` (n_images,), ``subjects`` (n_subjects,), ``source_names`` and
+            ``source_layers`` (n_sources,), ``readouts`` (n_subjects, n_sources, n_images): how
+            strongly each subject's source responds to each image (see
+            :func:`make_image_readouts`), ``layer__<layer>`` (n_images, n_dims) the layer
+            features, ``weights__<source>`` (n_subjects, n_dims) and
+            ``shared_weights__<source>`` (n_dims,), ``shared_readouts`` (n_sources, n_images).
+
+        Raises
+        ------
+        ValueError
+            The dataset is not of the image paradigm.
+        """
+        if self.paradigm != "images":
+            raise ValueError(
+                f"The simulated dataset {str(self.root)!r} is of the {self.paradigm!r} paradigm; "
+                "only image datasets have read-outs."
+            )
+        with np.load(self.root / IMAGE_TRUTH, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
 
     def clean_path(self, subject: str) -> Path:
@@ -2147,6 +2683,12 @@ def read_meeg_ground_truth(root: str | os.PathLike) -> MEEGGroundTruth:
         settings = dict(content.get("settings", {}))
         ceilings = {k: NoiseCeiling.from_dict(v) for k, v in content["subjects"].items()}
     subjects = tuple(sorted(truth["subjects"]))
+    paradigm = str(truth.get("paradigm", "speech"))
+    if paradigm == "images" and not (root / IMAGE_TRUTH).is_file():
+        raise FileNotFoundError(
+            f"The simulated dataset {str(root)!r} lacks {IMAGE_TRUTH.as_posix()}; simulate it "
+            "again."
+        )
     return MEEGGroundTruth(
         root=root,
         modality=truth["modality"],
@@ -2168,4 +2710,5 @@ def read_meeg_ground_truth(root: str | os.PathLike) -> MEEGGroundTruth:
         noise=dict(truth["noise"]),
         parameters=dict(truth["parameters"]),
         files=files,
+        paradigm=paradigm,
     )
