@@ -48,6 +48,11 @@ _LAZY = {
     "correct_pvalues": "correction",
     "noise_ceiling": "ceiling",
     "NoiseCeiling": "ceiling",
+    # layers vs regions
+    "compare_layers_regions": "layers",
+    "best_layers": "layers",
+    "layer_rdms_from_model": "layers",
+    "LAYER_TABLE_COLUMNS": "layers",
     # searchlight
     "searchlight_rsa": "searchlight",
     "searchlight_meeg": "searchlight",
