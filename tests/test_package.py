@@ -56,7 +56,9 @@ def test_cli_entry_point_runs():
     assert out.strip() == f"brainalign {brainalign.__version__}"
 
 
-@pytest.mark.parametrize("subpackage", ["io", "data"])
+@pytest.mark.parametrize(
+    "subpackage", ["io", "data", "targets", "models", "losses", "evaluate", "train", "rsa", "viz"]
+)
 def test_every_public_name_resolves(subpackage):
     """Each name in a lazy ``__all__`` must import from the module the lazy map points to."""
     module = getattr(brainalign, subpackage)
