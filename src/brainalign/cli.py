@@ -25,6 +25,7 @@ Subcommands:
   fetch      download what a manifest lists (resumable, checksum-verified, atomic)
   features   extract stimulus features (CLIP, DNN layers, speech) into a cached HDF5 file
   simulate   generate a simulated fMRI or M/EEG dataset with known ground truth
+  rsa        compare the layers of a network with the regions of a dataset (RSA, tRSA)
 
 Run `brainalign SUBCOMMAND --help` for the options of each.
 """
@@ -105,6 +106,24 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             verbose=not args.quiet,
         )
+    elif args.paradigm == "images":
+        from .pipelines.simulate_meeg import simulate_meeg_images_dataset
+
+        dataset = simulate_meeg_images_dataset(
+            args.out,
+            seed=args.seed,
+            n_subjects=args.n_subjects if args.n_subjects is not None else 2,
+            modality=args.modality,
+            images=args.images,
+            n_images=args.n_stimuli if args.n_stimuli is not None else 200,
+            snr=args.snr if args.snr is not None else 0.1,
+            sfreq=args.sfreq,
+            n_channels=args.n_channels,
+            image_size=args.image_size,
+            device=args.device,
+            overwrite=args.overwrite,
+            verbose=not args.quiet,
+        )
     else:
         from .pipelines.simulate_meeg import simulate_meeg_dataset
 
@@ -123,6 +142,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             verbose=not args.quiet,
         )
     print(dataset)
+    return 0
+
+
+def _cmd_rsa(args: argparse.Namespace) -> int:
+    from .pipelines.compare_layers import load_rsa_config, run_rsa
+
+    overrides = list(args.set or [])
+    if args.out is not None:
+        overrides.append(f"out={args.out}")
+    config = load_rsa_config(args.config, overrides)
+    run_rsa(config, verbose=not args.quiet)
     return 0
 
 
@@ -219,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
         "a manifest. fmri: an NSD-like experiment (natural images, EfficientNet-Lite0 layers "
         "driving MNI regions, NSD-style HDF5 betas and design tables). meg / eeg: a "
         "MEG-MASC-like listening experiment (synthesised speech, sources on mne's fsaverage "
-        "head, FIF or BIDS with events.tsv). The same seed gives the same bytes.",
+        "head, FIF or BIDS with events.tsv) or, with --paradigm images, a THINGS-EEG-like "
+        "rapid serial visual presentation of natural images. The same seed gives the same "
+        "bytes.",
     )
     p.add_argument("modality", choices=["fmri", "meg", "eeg"], help="which experiment")
     p.add_argument("--out", type=Path, required=True, help="dataset folder to create")
@@ -229,17 +261,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--device", default="auto", help="where networks run: auto, cpu, cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    g = p.add_argument_group("fmri options")
-    g.add_argument("--n-stimuli", type=int, default=None, help="distinct images (default 1000)")
-    g.add_argument("--n-test", type=int, default=100, help="shared test images (default 100)")
+    g = p.add_argument_group("image options (fmri, and meg / eeg with --paradigm images)")
+    g.add_argument(
+        "--n-stimuli", type=int, default=None, help="distinct images (default 1000 / 200)"
+    )
     g.add_argument("--images", type=Path, default=None, help="folder of your own images")
-    g.add_argument("--resolution-mm", type=int, default=3, help="voxel size, mm (default 3)")
     g.add_argument("--image-size", type=int, default=128, help="image side, pixels")
+    g = p.add_argument_group("fmri options")
+    g.add_argument("--n-test", type=int, default=100, help="shared test images (default 100)")
+    g.add_argument("--resolution-mm", type=int, default=3, help="voxel size, mm (default 3)")
     g = p.add_argument_group("meg / eeg options")
+    g.add_argument(
+        "--paradigm", choices=["speech", "images"], default="speech", help="what is presented"
+    )
     g.add_argument("--duration", type=float, default=300.0, help="recording length, s")
     g.add_argument("--sfreq", type=float, default=200.0, help="sampling rate, Hz")
     g.add_argument("--n-channels", type=int, default=None, help="sensors kept per subject")
     g.add_argument("--text", type=Path, default=None, help="text file to speak")
+
+    p = add(
+        "rsa",
+        _cmd_rsa,
+        "compare network layers with brain regions (RSA, tRSA)",
+        "Compare the layers of EfficientNet-Lite0 with the regions of a simulated fMRI dataset "
+        "by RSA and topological RSA: permutation p-values (corrected across layers), bootstrap "
+        "CIs and noise ceilings. CONFIG is a YAML file with the keys of "
+        "brainalign.pipelines.compare_layers.RSAConfig (dataset, layers, method, topological, "
+        "n_permutations, n_bootstrap, out, ...); without it, the defaults run on the default "
+        "simulated dataset. Writes rsa.csv, best_layers.csv, config.yaml and "
+        "layer_profiles.png into the output folder.",
+    )
+    p.add_argument("config", nargs="?", type=Path, default=None, help="YAML configuration")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a key (repeatable)"
+    )
+    p.add_argument("--out", type=Path, default=None, help="output folder (overrides 'out')")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 

@@ -65,3 +65,16 @@ def test_simulate_rejects_a_bad_modality(capsys):
     with pytest.raises(SystemExit):
         cli.main(["simulate", "pet", "--out", "x"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_simulate_eeg_images_writes_bids_with_image_events(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    monkeypatch.setenv("BRAINALIGN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "eeg"
+    args = ["simulate", "eeg", "--paradigm", "images", "--out", str(out), "--quiet"]
+    args += ["--n-subjects", "1", "--n-stimuli", "30", "--image-size", "64", "--n-channels", "16"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    events = pd.read_csv(next(out.rglob("*_events.tsv")), sep="\t")
+    assert {"stimulus_id", "image", "split"} <= set(events.columns)

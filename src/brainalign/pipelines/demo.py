@@ -96,33 +96,17 @@ def layer_region_rsa(dataset: Any, *, method: str = "spearman", verbose: bool = 
         compared with ``method``).
     """
     from .. import rsa
-    from ..data.repetitions import average_repetitions
-    from .simulate_fmri import compute_layer_features
+    from .compare_layers import layer_test_features, region_test_patterns
 
     truth = dataset.ground_truth.region_layers
     layers = list(dataset.ground_truth.info["layers"])  # in the network's order
-    from PIL import Image
-
-    # the network saw the images at the size they were written (square, ``image_size`` px)
-    with Image.open(dataset.stimuli.table["path"].iloc[0]) as first:
-        image_size = first.size[0]
-    features = compute_layer_features(
-        dataset.stimuli, layers, image_size=image_size, verbose=verbose
-    )
-    ids = [str(i) for i in dataset.stimuli.ids]
-    test_ids = [str(i) for i in dataset.test_ids]
-    rows = [ids.index(i) for i in test_ids]
-    layer_rdms = rsa.compute_rdms([features[name][rows] for name in layers], "correlation")
+    features = layer_test_features(dataset, layers, verbose=verbose)
+    layer_rdms = rsa.compute_rdms([features[name] for name in layers], "correlation")
+    patterns = region_test_patterns(dataset)
     out = []
-    for subject in dataset.subjects:
-        rec = dataset[subject]
-        test = rec.trials["stimulus_id"].astype(str).isin(test_ids).to_numpy()
-        averaged = average_repetitions(rec.select(test))
-        order = [list(averaged.trials["stimulus_id"].astype(str)).index(i) for i in test_ids]
-        data = np.asarray(averaged.data, dtype=np.float64)[order]
-        regions = list(dataset.rois["name"]) if "name" in dataset.rois else list(truth)
-        patterns = [data[:, np.asarray(averaged.roi_labels) == region] for region in regions]
-        region_rdms = rsa.compute_rdms(patterns, "correlation")
+    for s_index, subject in enumerate(dataset.subjects):
+        regions = list(patterns)
+        region_rdms = rsa.compute_rdms([patterns[r][s_index] for r in regions], "correlation")
         sims = np.asarray(rsa.compare_rdms(region_rdms, layer_rdms, method=method))
         for i, region in enumerate(regions):
             for j, layer in enumerate(layers):
