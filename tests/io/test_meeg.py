@@ -63,7 +63,22 @@ def files(tmp_path_factory, noise):
     for fmt, ext in (("edf", "edf"), ("brainvision", "vhdr"), ("eeglab", "set")):
         paths[ext] = folder / f"rec.{ext}"
         mne.export.export_raw(paths[ext], raw, fmt=fmt, verbose=QUIET)
+    paths["bdf"] = _write_bdf(folder / "rec.bdf", noise)
     return raw, paths
+
+
+def _write_bdf(path, data: np.ndarray):
+    """BioSemi BDF (24-bit) written by edfio, in µV as BioSemi systems write it."""
+    from edfio import Bdf, BdfSignal
+
+    microvolts = data * 1e6
+    span = float(np.abs(microvolts).max()) * 1.01
+    signals = [
+        BdfSignal(row, SFREQ, label=name, physical_dimension="uV", physical_range=(-span, span))
+        for name, row in zip(CH_NAMES, microvolts)
+    ]
+    Bdf(signals, data_record_duration=1.0).write(path)
+    return path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,11 +91,14 @@ def _tolerance(ext: str, data: np.ndarray) -> float:
         # 16-bit integers spanning the physical range of the channel type: one quantisation step
         # (rounding costs half of one; the range written as 8 characters a little more)
         return float(data.max() - data.min()) / (2**16 - 1)
+    if ext == "bdf":
+        # 24-bit integers over the physical range (plus its 8-character rounding)
+        return 2.1 * float(np.abs(data).max()) / (2**24 - 1) + 1e-12
     # FIF, BrainVision and EEGLAB store float32 here
     return 1e-6 * float(np.abs(data).max())
 
 
-@pytest.mark.parametrize("ext", ["fif", "fif.gz", "edf", "vhdr", "set"])
+@pytest.mark.parametrize("ext", ["fif", "fif.gz", "edf", "bdf", "vhdr", "set"])
 def test_read_raw_round_trip_and_leaves_file_alone(files, noise, ext):
     _, paths = files
     path = paths[ext]
@@ -130,12 +148,13 @@ def test_read_raw_truncated_fif(files, tmp_path, preload, fraction):
         read_raw(path, preload=preload, verbose=QUIET)
 
 
-def test_read_raw_truncated_edf(files, tmp_path):
+@pytest.mark.parametrize(("ext", "fmt"), [("edf", "EDF"), ("bdf", "BDF")])
+def test_read_raw_truncated_edf_or_bdf(files, tmp_path, ext, fmt):
     _, paths = files
-    content = paths["edf"].read_bytes()
-    path = tmp_path / "cut.edf"
+    content = paths[ext].read_bytes()
+    path = tmp_path / f"cut.{ext}"
     path.write_bytes(content[: len(content) // 2])
-    with pytest.raises(CorruptFileError, match=r"EDF file .*cut\.edf' is truncated.*again"):
+    with pytest.raises(CorruptFileError, match=rf"{fmt} file .*cut\.{ext}' is truncated.*again"):
         read_raw(path, verbose=QUIET)
 
 
