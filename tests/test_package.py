@@ -57,7 +57,8 @@ def test_cli_entry_point_runs():
 
 
 @pytest.mark.parametrize(
-    "subpackage", ["io", "data", "targets", "models", "losses", "evaluate", "train", "rsa", "viz"]
+    "subpackage",
+    ["io", "data", "targets", "models", "losses", "evaluate", "train", "rsa", "viz", "reconstruct"],
 )
 def test_every_public_name_resolves(subpackage):
     """Each name in a lazy ``__all__`` must import from the module the lazy map points to."""
