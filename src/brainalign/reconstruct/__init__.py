@@ -40,6 +40,12 @@ _LAZY = {
     # decoders
     "EmbeddingDecoder": "decoders",
     "load_decoder": "decoders",
+    # the offline stand-in decoder
+    "ConvImageDecoder": "image_decoder",
+    "ImageDecoderConfig": "image_decoder",
+    "train_image_decoder": "image_decoder",
+    "save_image_decoder": "image_decoder",
+    "load_image_decoder": "image_decoder",
     # low-level path
     "LowLevelDecoder": "lowlevel",
 }
