@@ -26,6 +26,9 @@ Subcommands:
   features   extract stimulus features (CLIP, DNN layers, speech) into a cached HDF5 file
   simulate   generate a simulated fMRI or M/EEG dataset with known ground truth
   rsa        compare the layers of a network with the regions of a dataset (RSA, tRSA)
+  train      train a brain decoder from a YAML config (contrastive + ridge baseline)
+  evaluate   retrieval results of a trained decoding run
+  reconstruct  images from a decoding run's embeddings, with MindEye's metrics
 
 Run `brainalign SUBCOMMAND --help` for the options of each.
 """
@@ -153,6 +156,36 @@ def _cmd_rsa(args: argparse.Namespace) -> int:
         overrides.append(f"out={args.out}")
     config = load_rsa_config(args.config, overrides)
     run_rsa(config, verbose=not args.quiet)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .pipelines.decode import train_from_config
+
+    train_from_config(
+        args.config,
+        list(args.overrides),
+        out_dir=args.out,
+        resume=args.resume,
+        verbose=not args.quiet,
+    )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .pipelines.decode import evaluate_checkpoint
+
+    results = evaluate_checkpoint(args.checkpoint, ridge=not args.no_ridge, verbose=False)
+    print(results)
+    return 0
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .pipelines.reconstruct import reconstruct_run
+
+    recon = reconstruct_run(args.run, out_dir=args.out, epochs=args.epochs, verbose=not args.quiet)
+    print(recon)
+    print(f"grid and metrics in {recon.out_dir}")
     return 0
 
 
@@ -296,6 +329,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override a key (repeatable)"
     )
     p.add_argument("--out", type=Path, default=None, help="output folder (overrides 'out')")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = add(
+        "train",
+        _cmd_train,
+        "train a brain decoder from a YAML config",
+        "Train the contrastive brain decoder (per-subject adapters, MindEye-style encoder) and "
+        "the ridge baseline a YAML config describes (see configs/decode_simulated_fmri.yaml and "
+        "brainalign.pipelines.decode.DecodeConfig), then report retrieval in both directions "
+        "against the simulation's ceiling. Checkpoints are written atomically; --resume "
+        "continues an interrupted run and ends with the same weights.",
+    )
+    p.add_argument("config", type=Path, help="YAML decoding config")
+    p.add_argument(
+        "overrides", nargs="*", help="KEY=VALUE overrides (train.KEY for training settings)"
+    )
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: the config's)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = add(
+        "evaluate",
+        _cmd_evaluate,
+        "retrieval results of a trained decoding run",
+        "Evaluate a decoding run (its folder, its train/ folder or one checkpoint) on the "
+        "shared test set: top-1/top-5 N-way and full-gallery retrieval in both directions, "
+        "beside the ridge baseline and the ceiling.",
+    )
+    p.add_argument("checkpoint", type=Path, help="run folder or checkpoint")
+    p.add_argument("--no-ridge", action="store_true", help="skip refitting the ridge baseline")
+
+    p = add(
+        "reconstruct",
+        _cmd_reconstruct,
+        "images from a decoding run's embeddings",
+        "Reconstruct the test images of a decoding run from its decoded embeddings and score "
+        "them (PixCorr, SSIM, 2-way identification on EfficientNet-Lite0 features, with "
+        "bootstrap CIs). Offline, the images are drawn by a small stand-in decoder trained on "
+        "the dataset's own training images (labelled as such). Writes reconstructions.png and "
+        "reconstruction_metrics.tsv.",
+    )
+    p.add_argument("run", type=Path, help="decoding run folder or checkpoint")
+    p.add_argument(
+        "--out", type=Path, default=None, help="output folder (default RUN/reconstruction)"
+    )
+    p.add_argument("--epochs", type=int, default=40, help="epochs of the stand-in image decoder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
