@@ -110,6 +110,23 @@ def test_learns_the_synthetic_problem():
     assert after > 0.85, after
 
 
+def test_cpu_threads_apply_during_training_and_are_restored():
+    seen = []
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        config = TrainConfig(epochs=1, batch_size=16, cpu_threads=1)
+        record = [lambda info: seen.append(torch.get_num_threads())]
+        fit(tiny_model(), dataset(), None, config, callbacks=record, verbose=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(original)
+    assert seen
+    assert set(seen) == {1}
+    with pytest.raises(ValueError, match="cpu_threads"):
+        TrainConfig(cpu_threads=0)
+
+
 def test_errors(tmp_path):
     train = dataset()
     with pytest.raises(ValueError, match=r"resume=True needs TrainConfig\.out_dir"):

@@ -100,6 +100,11 @@ class TrainConfig:
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` … (under ``torch.distributed`` on CUDA,
         ``"auto"`` means the rank's ``LOCAL_RANK`` GPU).
+    cpu_threads : int | None
+        torch's intra-op threads while training (restored afterwards); ``None`` leaves torch's
+        setting. Small models train faster on one thread: measured here, a MindEye-style
+        encoder of 256 hidden units took 0.14 s per step on one thread and 0.6-1.4 s on two
+        when another process shared the two cores (the threads wait for each other).
     """
 
     model: str = "mindeye2"
@@ -124,6 +129,7 @@ class TrainConfig:
     drop_last: bool = True
     restore_best: bool = False
     device: str = "auto"
+    cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("model_kwargs", "loss_kwargs"):
@@ -164,6 +170,7 @@ class TrainConfig:
         self._check_int("log_every", minimum=1)
         self._check_int("checkpoint_every", minimum=1, optional=True)
         self._check_int("keep_checkpoints", minimum=1)
+        self._check_int("cpu_threads", minimum=1, optional=True)
         for name in ("drop_last", "restore_best"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(

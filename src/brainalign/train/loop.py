@@ -408,6 +408,35 @@ def fit(
     ``epoch``, ``loss``, ``align``, ``uniform``, ``acc_brain_to_target``, ``lr``,
     ``grad_norm``) and one per epoch with the validation metrics (``"event": "epoch"``).
     """
+    threads = getattr(config, "cpu_threads", None)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _fit(
+            model,
+            train_data,
+            val_data,
+            config,
+            resume=resume,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(
+    model: nn.Module | None,
+    train_data: BrainTargetDataset,
+    val_data: BrainTargetDataset | None = None,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+    verbose: bool = True,
+) -> FitResult:
+    """The body of :func:`fit` (which sets and restores the thread count)."""
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"'config' must be a TrainConfig, got {type(config).__name__}.")
