@@ -1,39 +1,55 @@
 """brainalign.rsa against rsatoolbox: the same inputs, the results checked, the times compared.
 
-Run ``python benchmarks/bench_rsa.py`` (full sizes, a few minutes) or ``--quick``. Times are the
-best of ``--repeats`` runs for brainalign and of one run for rsatoolbox when it takes longer than
-2 s; quote the ratios, which are measured in the same run (absolute times drift on shared
-machines). ``max |diff|`` is the largest absolute difference between the two results.
+Run ``python benchmarks/bench_rsa.py`` (full sizes: the single operations, then the end-to-end
+analysis; about 15 minutes), ``--quick`` (small sizes, a few minutes) or ``--end-to-end`` (only
+the end-to-end analysis, at full or, with ``--quick``, small size). Times are the best of
+``--repeats`` runs for brainalign and of one run for rsatoolbox when it takes longer than 2 s;
+quote the ratios, which are measured in the same run (absolute times drift on shared machines).
+``max |diff|`` is the largest absolute difference between the two results.
+
+The end-to-end case is a layers-vs-regions study: 500 stimuli, 20 network layers (features), 10
+brain regions in 5 subjects each (patterns of a few hundred voxels), Spearman RSA then topological
+RSA, each with 1,000 stimulus permutations, 1,000 stimulus bootstrap draws and the noise ceiling.
+brainalign runs it as one :func:`~brainalign.rsa.compare_layers_regions` call per analysis;
+rsatoolbox as the same pipeline written with its public API. rsatoolbox's permutations and
+bootstrap draws take minutes per hundred, so it runs a stated fraction of them (the same
+permutations and draws as brainalign's first ones) and its time is extrapolated linearly.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # rsatoolbox's bootstrap progress bar
+
+import argparse
+import contextlib
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from brainalign.rsa import (
     bootstrap,
+    compare_layers_regions,
     compare_rdms,
     compute_rdms,
     geotopological,
+    noise_ceiling,
     permutation_test,
     to_condensed,
     to_square,
 )
 
 warnings.filterwarnings("ignore")
-os.environ.setdefault("TQDM_DISABLE", "1")  # rsatoolbox's bootstrap progress bar
 
 from rsatoolbox.data import Dataset
-from rsatoolbox.inference import eval_bootstrap_pattern
+from rsatoolbox.inference import boot_noise_ceiling, eval_bootstrap_pattern
 from rsatoolbox.model import ModelFixed
-from rsatoolbox.rdm import RDMs, calc_rdm, compare
+from rsatoolbox.rdm import RDMs, calc_rdm, compare, concat
+from rsatoolbox.rdm.rdms import permute_rdms
 from rsatoolbox.rdm.transform import geotopological_transform
 
 ROWS: list[tuple[str, str, float, float, float]] = []
@@ -199,12 +215,318 @@ def bench_geotopological(rng: np.random.Generator, n: int, repeats: int) -> None
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# end to end: layers vs regions, RSA and tRSA
+
+
+def make_study(
+    rng: np.random.Generator,
+    n: int,
+    n_layers: int,
+    n_regions: int,
+    n_subjects: int,
+    n_voxels: int,
+    n_features: int,
+) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    """A layered network's features and regions that read noisily from some of its layers."""
+    layers = {}
+    state = rng.standard_normal((n, 64))
+    for k in range(n_layers):
+        state = state @ rng.standard_normal((64, 64)) / 8 + 0.5 * rng.standard_normal((n, 64))
+        layers[f"layer{k:02d}"] = np.tanh(state @ rng.standard_normal((64, n_features)))
+    names = list(layers)
+    regions = {}
+    for r in range(n_regions):
+        source = layers[names[(2 * r) % n_layers]]
+        regions[f"region{r}"] = [
+            source @ rng.standard_normal((n_features, n_voxels)) / np.sqrt(n_features)
+            + 2 * rng.standard_normal((n, n_voxels))
+            for _ in range(n_subjects)
+        ]
+    return layers, regions
+
+
+def _draws_of(seed: int, n: int, n_perm: int, n_boot: int) -> tuple[np.ndarray, np.ndarray]:
+    """The permutations and stimulus draws compare_layers_regions(seed=seed) uses."""
+    rng = np.random.default_rng(seed)
+    perm_seed, _ = (int(s) for s in rng.integers(0, 2**63 - 1, size=2))
+    draws = rng.integers(0, n, size=(n_boot, n))
+    perms = np.argsort(np.random.default_rng(perm_seed).random((n_perm, n)), axis=1)
+    return perms, draws
+
+
+def _reference_rdms(
+    layers: dict[str, np.ndarray],
+    regions: dict[str, list[np.ndarray]],
+    metric: str,
+    topological: bool,
+    lower: float,
+    upper: float,
+) -> tuple[RDMs, dict[str, RDMs], float, float]:
+    t = time.perf_counter()
+    layer_rdms = calc_rdm([Dataset(f) for f in layers.values()], method=metric)
+    region_rdms = {
+        r: calc_rdm([Dataset(x) for x in xs], method=metric) for r, xs in regions.items()
+    }
+    rdm_s = time.perf_counter() - t
+    gt_s = 0.0
+    if topological:
+        # rsatoolbox's transform pools the quantiles over all RDMs of the object: one call per RDM
+        # for per-RDM thresholds. It also overwrites rescaled values above the raw upper threshold,
+        # so each RDM is shifted by +1 first (the transform is invariant to the shift).
+        def gt(rdms: RDMs) -> RDMs:
+            return concat(
+                [
+                    geotopological_transform(
+                        RDMs(rdms.dissimilarities[k : k + 1] + 1), lower, upper
+                    )
+                    for k in range(rdms.n_rdm)
+                ]
+            )
+
+        t = time.perf_counter()
+        layer_rdms = gt(layer_rdms)
+        region_rdms = {r: gt(v) for r, v in region_rdms.items()}
+        gt_s = time.perf_counter() - t
+    return layer_rdms, region_rdms, rdm_s, gt_s
+
+
+def bench_end_to_end(
+    rng: np.random.Generator,
+    sizes: tuple[int, int, int, int, int, int],
+    n_perm: int,
+    n_boot: int,
+    n_ref: int,
+    repeats: int,
+) -> None:
+    n, n_layers, n_regions, n_subjects, n_voxels, _ = sizes
+    layers, regions = make_study(rng, *sizes)
+    method, seed = "spearman", 0
+    perms, draws = _draws_of(seed, n, n_perm, n_boot)
+    scale = n_perm / n_ref
+    print(
+        f"\nend to end: {n} stimuli, {n_layers} layers x {n_regions} regions x {n_subjects} "
+        f"subjects ({n_voxels} voxels), {method}, {n_perm} permutations, {n_boot} bootstrap "
+        f"draws, noise ceiling; rsatoolbox runs {n_ref} of the permutations and of the draws per "
+        f"region and is extrapolated x{scale:g}",
+        flush=True,
+    )
+    totals = {"ref": 0.0, "ours": 0.0}
+    for topological in (False, True):
+        ref_total, ours_total = _end_to_end_pass(
+            topological, layers, regions, perms, draws, sizes, n_perm, n_boot, n_ref, repeats
+        )
+        totals["ref"] += ref_total
+        totals["ours"] += ours_total
+    print(
+        f"  RSA + tRSA end to end: rsatoolbox {totals['ref']:.0f} s (extrapolated), brainalign "
+        f"{totals['ours']:.1f} s: x{totals['ref'] / totals['ours']:.1f}",
+        flush=True,
+    )
+    ROWS.append(
+        ("RSA + tRSA end to end", f"{n} stim, extrapolated", totals["ref"], totals["ours"], np.nan)
+    )
+
+
+def _end_to_end_pass(
+    topological: bool,
+    layers: dict[str, np.ndarray],
+    regions: dict[str, list[np.ndarray]],
+    perms: np.ndarray,
+    draws: np.ndarray,
+    sizes: tuple[int, int, int, int, int, int],
+    n_perm: int,
+    n_boot: int,
+    n_ref: int,
+    repeats: int,
+) -> tuple[float, float]:
+    """One analysis (RSA or tRSA) by both libraries; prints its rows, returns the total times."""
+    n, n_layers, n_regions, n_subjects, _, _ = sizes
+    metric, method, lower, upper, seed = "correlation", "spearman", 0.1, 0.9, 0
+    scale = n_perm / n_ref
+    label = "tRSA" if topological else "RSA "
+    # --- brainalign: one call, its stages timed inside it (the resampling ones reported)
+    stage: dict[str, float] = {}
+    t = time.perf_counter()
+    with _stage_timers(stage):
+        table = compare_layers_regions(
+            layers,
+            regions,
+            method=method,
+            rdm_metric=metric,
+            n_permutations=n_perm,
+            n_bootstrap=n_boot,
+            topological=topological,
+            lower=lower,
+            upper=upper,
+            seed=seed,
+        )
+    ours_total = time.perf_counter() - t
+    # the cheap stages again on their own, best of `repeats` for both libraries in turn
+    # (single timings of short stages drift on shared machines)
+    patterns = list(layers.values()) + [x for xs in regions.values() for x in xs]
+    ref: dict[str, float] = {"rdms": np.inf, "gt": 0.0}
+    for _ in range(repeats):
+        layer_rdms, region_rdms, rdm_s, gt_s = _reference_rdms(
+            layers, regions, metric, topological, lower, upper
+        )
+        ref["rdms"] = min(ref["rdms"], rdm_s)
+        ref["gt"] = min(ref["gt"], gt_s) if ref["gt"] else gt_s
+    stage["rdms"], all_rdms = best_time(lambda: compute_rdms(patterns, metric), repeats)
+    if topological:
+        raw = all_rdms
+        stage["gt"], all_rdms = best_time(lambda: geotopological(raw, lower, upper), repeats)
+    lr, data = all_rdms[:n_layers], all_rdms[n_layers:]
+    models = [ModelFixed(name, layer_rdms[k]) for k, name in enumerate(layers)]
+    ref["values"], ref_values = best_time(
+        lambda: {
+            r: np.mean([compare(m.predict_rdm(), v, method=method)[0] for m in models], axis=1)
+            for r, v in region_rdms.items()
+        },
+        repeats,
+    )
+    stage["values"], _ = best_time(lambda: compare_rdms(data, lr, method), repeats)
+    ref["ceiling"], ref_ceiling = best_time(
+        lambda: {r: boot_noise_ceiling(v, method=method) for r, v in region_rdms.items()},
+        repeats,
+    )
+    stage["ceiling"], _ = best_time(
+        lambda: [
+            noise_ceiling(data[r * n_subjects : (r + 1) * n_subjects], method)
+            for r in range(n_regions)
+        ],
+        repeats,
+    )
+    # --- rsatoolbox's permutations and bootstrap (a fraction, extrapolated)
+    t = time.perf_counter()
+    ref_null = {
+        r: np.stack(
+            [compare(permute_rdms(v, p), layer_rdms, method=method).mean(0) for p in perms[:n_ref]]
+        )
+        for r, v in region_rdms.items()
+    }
+    ref["perm"] = (time.perf_counter() - t) * scale
+    # eval_bootstrap_pattern's loop with the same draws, all models compared in one call
+    # (eval_bootstrap_pattern compares model by model, which is slower)
+    t = time.perf_counter()
+    ref_boot = {
+        r: np.stack(
+            [
+                compare(
+                    layer_rdms.subsample_pattern("index", d),
+                    v.subsample_pattern("index", d),
+                    method=method,
+                ).mean(1)
+                for d in draws[:n_ref]
+            ]
+        )
+        for r, v in region_rdms.items()
+    }
+    ref["boot"] = (time.perf_counter() - t) * scale
+    ref_total = sum(ref.values())
+
+    # --- checks where the quantities are the same
+    diff = {"values": 0.0, "ceiling": 0.0, "perm": 0.0, "boot": 0.0}
+    for k, region in enumerate(region_rdms):
+        rows = table[table["region"] == region]
+        diff["values"] = max(diff["values"], np.abs(rows["value"] - ref_values[region]).max())
+        lo, hi = ref_ceiling[region]
+        diff["ceiling"] = max(
+            diff["ceiling"],
+            abs(rows["noise_ceiling_low"].iloc[0] - lo),
+            abs(rows["noise_ceiling_high"].iloc[0] - hi),
+        )
+        sub = data[k * n_subjects : (k + 1) * n_subjects]
+        null = permutation_test(
+            sub, lr, method, n_permutations=n_ref, average=True, seed=_perm_seed(seed)
+        ).null
+        diff["perm"] = max(diff["perm"], np.abs(null - ref_null[region]).max())
+        ev = bootstrap(sub, lr, method, stimulus_draws=draws[:n_ref]).evaluations
+        diff["boot"] = max(diff["boot"], np.nanmax(np.abs(ev - ref_boot[region])))
+    # the layers' RDMs (after the transform in tRSA)
+    diff["gt" if topological else "rdms"] = np.abs(
+        np.asarray(all_rdms[:n_layers]) - layer_rdms.get_vectors()
+    ).max()
+    for key, name in (
+        ("rdms", f"{n_layers + n_regions * n_subjects} RDMs ({metric})"),
+        ("gt", "geo-topological transform"),
+        ("values", "comparisons (subject means)"),
+        ("ceiling", "noise ceilings"),
+        ("perm", f"{n_perm} permutations"),
+        ("boot", f"{n_boot} bootstrap draws"),
+    ):
+        if key not in stage:
+            continue
+        note = " (extrapolated)" if key in ("perm", "boot") and scale != 1 else ""
+        row(f"{label} {name}", f"{n} stim{note}", ref[key], stage[key], diff.get(key, np.nan))
+    row(
+        f"{label} end to end (one call)",
+        f"{n} stim, extrapolated",
+        ref_total,
+        ours_total,
+        np.nan,
+    )
+    return ref_total, ours_total
+
+
+@contextlib.contextmanager
+def _stage_timers(stage: dict[str, float]) -> Iterator[None]:
+    """Time the stages of compare_layers_regions by wrapping the functions it calls."""
+    from brainalign.rsa import layers as mod
+
+    keys = {
+        "compute_rdms": "rdms",
+        "geotopological": "gt",
+        "compare_rdms": "values",
+        "noise_ceiling": "ceiling",
+        "_null": "perm",  # the permutation null of every region
+        "_stimulus_bootstrap": "boot",  # the bootstrap of every region
+    }
+    originals = {name: getattr(mod, name) for name in keys if hasattr(mod, name)}
+
+    def timed(fn: Callable[..., Any], key: str) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                stage[key] = stage.get(key, 0.0) + time.perf_counter() - t
+
+        return wrapper
+
+    for name, fn in originals.items():
+        setattr(mod, name, timed(fn, keys[name]))
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(mod, name, fn)
+
+
+def _perm_seed(seed: int) -> int:
+    return int(np.random.default_rng(seed).integers(0, 2**63 - 1, size=2)[0])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
+    parser.add_argument(
+        "--end-to-end", action="store_true", help="only the end-to-end layers-vs-regions analysis"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
+    # (stimuli, layers, regions, subjects, voxels, features), permutations, draws, rsatoolbox's
+    e2e = (
+        ((100, 6, 3, 4, 150, 128), 200, 200, 20)
+        if args.quick
+        else ((500, 20, 10, 5, 300, 512), 1000, 1000, 10)
+    )
+    if args.end_to_end:
+        print(f"brainalign.rsa vs rsatoolbox ({'quick' if args.quick else 'full'} sizes)")
+        bench_end_to_end(rng, *e2e, args.repeats)
+        print_table()
+        return
     if args.quick:
         sizes = {
             "rdm": (500, 2000),
@@ -230,6 +552,11 @@ def main(argv: list[str] | None = None) -> None:
     bench_permutations(rng, *sizes["perm"])
     bench_bootstrap(rng, *sizes["boot"])
     bench_geotopological(rng, sizes["gt"], args.repeats)
+    bench_end_to_end(rng, *e2e, args.repeats)
+    print_table()
+
+
+def print_table() -> None:
     print("\n| operation | size | rsatoolbox (s) | brainalign (s) | speed-up | max abs diff |")
     print("|---|---|---|---|---|---|")
     for name, size, ref_s, ours_s, diff in ROWS:

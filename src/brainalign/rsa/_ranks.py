@@ -12,6 +12,7 @@ sort.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,9 +124,12 @@ def rankdata(x: torch.Tensor, info: SortInfo | None = None) -> torch.Tensor:
     """
     shape = x.shape
     x2 = x.reshape(-1, shape[-1])
+    dtype = torch.float64 if (x.dtype == torch.float64 or shape[-1] > 1 << 23) else torch.float32
+    if info is None and x.device.type == "cpu":
+        np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        return torch.from_numpy(_rankdata_numpy(x2.numpy(), np_dtype)).reshape(shape)
     if info is None:
         info = sort_info(x2)
-    dtype = torch.float64 if (x.dtype == torch.float64 or shape[-1] > 1 << 23) else torch.float32
     if x.device.type == "cpu":
         np_dtype = np.float64 if dtype == torch.float64 else np.float32
         ranks_np = np.empty(x2.shape, dtype=np_dtype)
@@ -133,6 +137,36 @@ def rankdata(x: torch.Tensor, info: SortInfo | None = None) -> torch.Tensor:
         np.put_along_axis(ranks_np, info.order.numpy(), ranks_sorted_np, axis=-1)
         return torch.from_numpy(ranks_np).reshape(shape)
     return _ranks_torch(info, dtype).reshape(shape)
+
+
+def _rankdata_numpy(x: np.ndarray, dtype: Any) -> np.ndarray:
+    """Average ranks of each row of ``x`` (n_rows, n): one sort per row; tie groups located only
+    in the rows that have ties."""
+    n = x.shape[-1]
+    order = np.argsort(x, axis=-1)
+    ranks = np.empty(x.shape, dtype=dtype)
+    if n < 2:
+        ranks[...] = 1
+        return ranks
+    values = np.take_along_axis(x, order, axis=-1)
+    new = values[:, 1:] != values[:, :-1]
+    tied = np.flatnonzero(~new.all(axis=1))
+    positions = np.arange(1, n + 1, dtype=dtype)
+    if tied.size == 0:
+        np.put_along_axis(ranks, order, positions[None], axis=-1)
+        return ranks
+    ranks_sorted = np.empty(x.shape, dtype=dtype)
+    ranks_sorted[:] = positions
+    pos = np.arange(n)
+    first = np.ones((tied.size, n), dtype=bool)
+    first[:, 1:] = new[tied]
+    last = np.ones((tied.size, n), dtype=bool)
+    last[:, :-1] = new[tied]
+    start = np.maximum.accumulate(np.where(first, pos, 0), axis=-1)
+    end = np.minimum.accumulate(np.where(last, pos, n - 1)[:, ::-1], axis=-1)[:, ::-1]
+    ranks_sorted[tied] = (start + end).astype(dtype) / 2 + 1
+    np.put_along_axis(ranks, order, ranks_sorted, axis=-1)
+    return ranks
 
 
 def _ranks_torch(info: SortInfo, dtype: torch.dtype) -> torch.Tensor:
@@ -179,7 +213,35 @@ def _right_sum(w: int) -> int:
     return w * w + w * (w - 1) // 2
 
 
+#: Rows with at most this many distinct values are counted level by level (linear passes).
+_FEW_LEVELS = 24
+
+
 def _inversions_numpy(v: np.ndarray) -> np.ndarray:
+    top = v.max(axis=1)
+    few = top < _FEW_LEVELS
+    if few.all():
+        return _inversions_few_levels(v, int(top.max()) + 1)
+    if not few.any():
+        return _inversions_merge_numpy(v)
+    inv = np.empty(v.shape[0], dtype=np.int64)
+    inv[few] = _inversions_few_levels(v[few], int(top[few].max()) + 1)
+    inv[~few] = _inversions_merge_numpy(v[~few])
+    return inv
+
+
+def _inversions_few_levels(v: np.ndarray, levels: int) -> np.ndarray:
+    """Inversions of rows of values in ``[0, levels)``: for each level, the elements at that level
+    times the number of greater elements before them (one cumulative count per level)."""
+    inv = np.zeros(v.shape[0], dtype=np.int64)
+    count_dtype = np.int32 if v.shape[1] < 2**31 else np.int64
+    for level in range(levels - 1):
+        greater_before = np.cumsum(v > level, axis=1, dtype=count_dtype)
+        inv += np.where(v == level, greater_before, 0).sum(axis=1, dtype=np.int64)
+    return inv
+
+
+def _inversions_merge_numpy(v: np.ndarray) -> np.ndarray:
     rows, n = v.shape
     m = _padded_length(n)
     top = int(v.max()) + 1  # padding: larger than every value and at the end: never inverted

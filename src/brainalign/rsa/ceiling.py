@@ -19,7 +19,13 @@ import torch
 from brainalign._utils.validation import check_option
 from brainalign.rsa._backend import target_device
 from brainalign.rsa._ranks import rankdata
-from brainalign.rsa.compare import COMPARE_METHODS, as_rdm_vectors, compare_rdms
+from brainalign.rsa.compare import (
+    COMPARE_METHODS,
+    _compare_prepared_numpy,
+    as_rdm_vectors,
+    compare_rdms,
+    has_nan,
+)
 
 __all__ = ["NoiseCeiling", "noise_ceiling", "pool_rdms"]
 
@@ -102,8 +108,24 @@ def noise_ceiling(rdms: Any, method: str = "spearman", *, device: Any = "auto") 
     total = t.sum(dim=0, keepdim=True)
     pooled = total / n
     loo = (total - t) / (n - 1)
-    upper = compare_rdms(pooled, v, method)[0]
-    lower = torch.stack([compare_rdms(loo[s], v[s], method)[0, 0] for s in range(n)])
+    if method in ("tau-a", "kendall", "tau-b"):
+        upper = compare_rdms(pooled, v, method)[0]
+        lower = torch.stack([compare_rdms(loo[s], v[s], method)[0, 0] for s in range(n)])
+    else:
+        # every RDM compared in one call: the upper bounds are its first row, the lower ones
+        # the diagonal of the rest
+        pred = torch.cat([pooled, loo])
+        if method in ("spearman", "rho-a") and v.device.type == "cpu" and not has_nan(v):
+            # t holds the ranks of v already
+            both = torch.from_numpy(
+                _compare_prepared_numpy(rankdata(pred).numpy(), t.numpy(), method)
+            )
+            if v.dtype == torch.float32:
+                both = both.to(torch.float32)  # as compare_rdms returns for float32 RDMs
+        else:
+            both = compare_rdms(pred, v, method)
+        upper = both[0]
+        lower = torch.diagonal(both[1:]).clone()
     lower_np = lower.cpu().numpy().astype(np.float64)
     upper_np = upper.cpu().numpy().astype(np.float64)
     return NoiseCeiling(float(lower_np.mean()), float(upper_np.mean()), lower_np, upper_np)

@@ -288,6 +288,12 @@ def _dense_numpy(va: torch.Tensor, vb: torch.Tensor, method: str) -> np.ndarray:
         a, b = rankdata(va).numpy(), rankdata(vb).numpy()
     else:
         a, b = va.numpy(), vb.numpy()
+    return _compare_prepared_numpy(a, b, method)
+
+
+def _compare_prepared_numpy(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
+    """Cosine, correlation, Spearman or rho-a of NaN-free rows, given the ranks for the last
+    two."""
     if method != "cosine":
         a = a - a.mean(axis=1, keepdims=True)
         b = b - b.mean(axis=1, keepdims=True)

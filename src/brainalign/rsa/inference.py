@@ -131,22 +131,54 @@ def permutation_test(
     n = n_stimuli_from_pairs(data.shape[1], "data_rdms")
     rng = check_random_state(seed)
     observed = compare_rdms(data, models, method).to(torch.float64)
+    null = _null(data, models, method, n_permutations, rng, n, [slice(None)] if average else None)
+    if average:
+        observed = observed.mean(dim=0)
+        null = null[:, 0]
+    obs = observed.cpu().numpy()
+    nul = null.cpu().numpy()
+    return PermutationResult(obs, _permutation_p(obs, nul, alternative), nul, alternative)
+
+
+def _null(
+    data: torch.Tensor,
+    models: torch.Tensor,
+    method: str,
+    n_permutations: int,
+    rng: np.random.Generator,
+    n: int,
+    groups: list[slice] | None = None,
+) -> torch.Tensor:
+    """Null statistics of every data RDM with every model, (n_permutations, n_data, n_models);
+    with ``groups`` (slices of data rows) their mean over each group, (n_permutations, n_groups,
+    n_models)."""
+    dev = data.device
     i, j = pair_indices(n, dev)
     fast = method in _LINEAR and not (has_nan(data) or has_nan(models))
+    reduced = False
     if fast:
         td, td_diag = _permutable(data, method, n)
         tm, tm_diag = _permutable(models, method, n)
-    null = torch.empty(
-        (n_permutations, data.shape[0], models.shape[0]), dtype=torch.float64, device=dev
-    )
-    batch = max(1, _BATCH_ELEMENTS // max(1, data.shape[1] * data.shape[0]))
+        if groups is not None:
+            # the statistic is linear in the transformed data vector: the mean of a group's
+            # statistics is the statistic of the group's mean vector
+            td = torch.stack([td[g].mean(dim=0) for g in groups])
+            if td_diag is not None:
+                td_diag = torch.stack([td_diag[g].mean(dim=0) for g in groups])
+            reduced = True
+        if dev.type == "cpu":
+            null = _fast_null_numpy(td, td_diag, tm, tm_diag, rng, n_permutations, n)
+            return torch.from_numpy(null)
+    n_rows = td.shape[0] if reduced else data.shape[0]
+    null = torch.empty((n_permutations, n_rows, models.shape[0]), dtype=torch.float64, device=dev)
+    batch = max(1, _BATCH_ELEMENTS // max(1, data.shape[1] * n_rows))
     for s in range(0, n_permutations, batch):
         e = min(s + batch, n_permutations)
         perm = torch.from_numpy(_permutations(rng, e - s, n)).to(dev)
         idx = condensed_index(perm[:, i], perm[:, j], n)  # (b, n_pairs)
         if fast:
-            g = td[:, idx]  # (n_data, b, n_pairs)
-            stat = matmul(g, tm.T)  # (n_data, b, n_models)
+            g = td[:, idx]  # (n_rows, b, n_pairs)
+            stat = matmul(g, tm.T)  # (n_rows, b, n_models)
             if td_diag is not None and tm_diag is not None:
                 stat = stat + matmul(td_diag[:, perm], tm_diag.T)
             null[s:e] = stat.transpose(0, 1)
@@ -157,11 +189,13 @@ def permutation_test(
                 .reshape(data.shape[0], e - s, models.shape[0])
                 .transpose(0, 1)
             )
-    if average:
-        observed = observed.mean(dim=0)
-        null = null.mean(dim=1)
-    obs = observed.cpu().numpy()
-    nul = null.cpu().numpy()
+    if groups is not None and not reduced:
+        null = torch.stack([null[:, g].mean(dim=1) for g in groups], dim=1)
+    return null
+
+
+def _permutation_p(obs: np.ndarray, nul: np.ndarray, alternative: str) -> np.ndarray:
+    """``(1 + #{null at least as extreme}) / (1 + n_permutations)``."""
     # tolerance: the permuted statistic is computed along another summation path than the
     # observed one, so equal values may differ in the last bits
     tol = 1e-12 * np.maximum(1.0, np.abs(obs))
@@ -171,12 +205,60 @@ def permutation_test(
         hits = nul <= obs + tol
     else:
         hits = np.abs(nul) >= np.abs(obs) - tol
-    p = (1 + hits.sum(axis=0)) / (1 + n_permutations)
-    return PermutationResult(obs, p, nul, alternative)
+    return (1 + hits.sum(axis=0)) / (1 + nul.shape[0])
 
 
 def _permutations(rng: np.random.Generator, n_perm: int, n: int) -> np.ndarray:
     return np.argsort(rng.random((n_perm, n)), axis=1)
+
+
+def _fast_null_numpy(
+    td: torch.Tensor,
+    td_diag: torch.Tensor | None,
+    tm: torch.Tensor,
+    tm_diag: torch.Tensor | None,
+    rng: np.random.Generator,
+    n_perm: int,
+    n: int,
+) -> np.ndarray:
+    """Null statistics of the transformed vectors on the CPU, (n_perm, n_data, n_models).
+
+    Permuting the data's stimuli by ``perm`` gives the same inner products as permuting the
+    models' by its inverse: the smaller set is gathered (one gather per RDM and permutation, then
+    one matrix product for a batch of permutations).
+    """
+    d, m = td.numpy(), tm.numpy()
+    dd = None if td_diag is None else td_diag.numpy()
+    md = None if tm_diag is None else tm_diag.numpy()
+    n_data, n_models, n_pairs = d.shape[0], m.shape[0], d.shape[1]
+    gather_models = n_models < n_data
+    moving, fixed = (m, d) if gather_models else (d, m)
+    moving_diag, fixed_diag = (md, dd) if gather_models else (dd, md)
+    # condensed position of every ordered pair of stimuli (diagonal unused)
+    iu, ju = np.triu_indices(n, 1)
+    table = np.zeros((n, n), dtype=np.intp)
+    table[iu, ju] = np.arange(n_pairs)
+    table[ju, iu] = table[iu, ju]
+    flat = table.ravel()
+    null = np.empty((n_perm, n_data, n_models), dtype=np.float64)
+    batch = max(1, _BATCH_ELEMENTS // max(1, n_pairs * moving.shape[0]))
+    for s in range(0, n_perm, batch):
+        e = min(s + batch, n_perm)
+        perm = _permutations(rng, e - s, n)
+        if gather_models:
+            p = np.empty_like(perm)
+            np.put_along_axis(p, perm, np.arange(n)[None], axis=1)  # inverse permutations
+        else:
+            p = perm
+        idx = np.take(flat, p[:, iu] * n + p[:, ju])  # (b, n_pairs)
+        g = np.take(moving, idx, axis=1).reshape(-1, n_pairs)  # (n_moving * b, n_pairs)
+        stat = (g @ fixed.T).reshape(moving.shape[0], e - s, fixed.shape[0])
+        if moving_diag is not None and fixed_diag is not None:
+            gd = np.take(moving_diag, p, axis=1).reshape(-1, n)
+            stat += (gd @ fixed_diag.T).reshape(stat.shape)
+        # (b, n_data, n_models)
+        null[s:e] = stat.transpose(1, 2, 0) if gather_models else stat.transpose(1, 0, 2)
+    return null
 
 
 def _check_same_pairs(data: torch.Tensor, models: torch.Tensor) -> None:
@@ -316,6 +398,12 @@ def bootstrap(
         ).to(dev, torch.float64)
         evaluations = matmul(counts[:, None, :], per_data.contiguous())[:, 0] / n_data
     ev = evaluations.cpu().numpy()
+    ci, se = _interval(ev, confidence)
+    return BootstrapResult(full.mean(dim=0).cpu().numpy(), ev, ci, se, confidence, over)
+
+
+def _interval(ev: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval (2, n_models) and standard error of evaluations (n_boot, n_models)."""
     alpha = (1 - confidence) / 2
     finite = np.isfinite(ev).any(axis=1)
     if finite.any():
@@ -328,7 +416,7 @@ def bootstrap(
     else:
         ci = np.full((2, ev.shape[1]), np.nan)
         se = np.full(ev.shape[1], np.nan)
-    return BootstrapResult(full.mean(dim=0).cpu().numpy(), ev, ci, se, confidence, over)
+    return ci, se
 
 
 def _draws(
@@ -394,6 +482,12 @@ def _stimulus_bootstrap(
         (n_boot, data.shape[0], models.shape[0]), float("nan"), dtype=torch.float64, device=dev
     )
     fast = method in _WEIGHTED and not (has_nan(data) or has_nan(models))
+    if fast and dev.type == "cpu" and method in ("spearman", "rho-a"):
+        out_np = np.full((n_boot, data.shape[0], models.shape[0]), np.nan)
+        _weighted_rank_compare_numpy(
+            data.numpy(), models.numpy(), method, counts, np.flatnonzero(valid), out_np
+        )
+        return torch.from_numpy(out_np)
     i, j = pair_indices(n, dev)
     both = torch.cat([data, models])
     info = sort_info(both) if method in ("spearman", "rho-a") else None
@@ -413,6 +507,103 @@ def _stimulus_bootstrap(
                 d, mo = _resampled(data, models, stim[k], n)
                 out[int(k)] = compare_rdms(d, mo, method, nan_policy="common").to(torch.float64)
     return out
+
+
+def _weighted_rank_compare_numpy(
+    data: np.ndarray,
+    models: np.ndarray,
+    method: str,
+    counts: np.ndarray,
+    rows: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Spearman / rho-a of every data RDM with every model on the stimulus samples ``rows``
+    (draw counts ``counts``), written into ``out[rows]`` (CPU, NumPy).
+
+    Each RDM is sorted once. In a sample that repeats pair ``p`` ``w_p`` times, the average rank
+    of ``p`` is ``(c[start] + c[end + 1] + 1) / 2`` with ``c`` the cumulative weights in the RDM's
+    sorted order (with a leading 0) and ``start``/``end`` the sorted positions of ``p``'s tie
+    group; without ties ``(2 c[pos + 1] - w_p + 1) / 2``. Twice the centred ranks are integers,
+    computed exactly in integer arithmetic (and exact in float64); the factor 2 cancels exactly
+    in the cosine. The RDMs are processed in chunks of about a million pairs that stay in cache.
+    """
+    n = counts.shape[1]
+    n_data, n_models = data.shape[0], models.shape[0]
+    n_pairs = data.shape[1]
+    info = sort_info(torch.from_numpy(np.concatenate([data, models])))
+    order, start, end = info.order.numpy(), info.start.numpy(), info.end.numpy()
+    tied = info.tie_pairs.numpy() > 0
+    # twice a rank is at most 2 W + 1 <= n^2 + 1
+    idtype = np.int32 if n * n + 2 < 2**31 else np.int64
+    per_chunk = max(1, (1 << 20) // max(1, n_pairs))
+
+    def chunks(rdms: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, Any]]:
+        """(rows, order, flat positions of c[end + 1], of c[start] or None) per chunk of rows
+        with or without ties."""
+        found = []
+        for group in (rdms[~tied[rdms]], rdms[tied[rdms]]):
+            for s in range(0, group.size, per_chunk):
+                g = group[s : s + per_chunk]
+                o = order[g]
+                base = (np.arange(g.size) * (n_pairs + 1))[:, None]
+                hi = np.empty_like(o)
+                np.put_along_axis(hi, o, end[g] + 1 + base, axis=1)
+                lo = None
+                if tied[g[0]]:
+                    lo = np.empty_like(o)
+                    np.put_along_axis(lo, o, start[g] + base, axis=1)
+                found.append((g, o, hi, lo))
+        return found
+
+    data_chunks = chunks(np.arange(n_data))
+    model_chunks = chunks(np.arange(n_data, n_data + n_models))
+    buffers: dict[int, np.ndarray] = {}
+
+    def twice_centred(
+        w: np.ndarray, w_total: np.ndarray, total: int, o: np.ndarray, hi: np.ndarray, lo: Any
+    ) -> np.ndarray:
+        c = buffers.get(o.shape[0])
+        if c is None:
+            c = buffers[o.shape[0]] = np.zeros((o.shape[0], n_pairs + 1), dtype=idtype)
+        np.cumsum(np.take(w, o), axis=1, out=c[:, 1:])
+        flat = c.reshape(-1)
+        t = np.take(flat, hi)
+        # twice the centred rank: (2 rank - 1) - W
+        if lo is None:
+            t *= 2
+            return np.subtract(t, w_total, dtype=np.float64)  # 2 c[pos + 1] - w - W
+        t += np.take(flat, lo)
+        return np.subtract(t, total, dtype=np.float64)
+
+    iu, ju = np.triu_indices(n, 1)
+    xm = np.empty((n_models, n_pairs))
+    sq_m = np.empty(n_models)
+    num = np.empty((n_data, n_models))
+    sq_d = np.empty(n_data)
+    for k in rows:
+        m = counts[k].astype(idtype)
+        w = m[iu] * m[ju]  # multiplicity of each original pair in the sample
+        total = int(w.sum(dtype=np.int64))  # sample size
+        wf = w.astype(np.float64)
+        w_total = w + idtype(total)
+        for g, o, hi, lo in model_chunks:
+            x = twice_centred(w, w_total, total, o, hi, lo)
+            xm[g - n_data] = x
+            sq_m[g - n_data] = np.einsum("rp,rp->r", x * wf, x)
+        for g, o, hi, lo in data_chunks:
+            x = twice_centred(w, w_total, total, o, hi, lo)
+            xw = x * wf
+            num[g] = xw @ xm.T
+            sq_d[g] = np.einsum("rp,rp->r", xw, x)
+        if method == "rho-a":
+            tf = float(total)
+            out[k] = num / 4 * 12 / (tf**3 - tf)
+            continue
+        na, nb = np.sqrt(sq_d), np.sqrt(sq_m)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            val = num / na[:, None] / nb[None, :]
+        val[~((na > 0)[:, None] & (nb > 0)[None, :])] = 0.0
+        out[k] = val
 
 
 def _weighted_compare(

@@ -30,13 +30,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from brainalign._utils.seeding import check_random_state
 from brainalign._utils.validation import check_option, check_type
 from brainalign.rsa._backend import as_tensor, target_device
 from brainalign.rsa.ceiling import noise_ceiling
 from brainalign.rsa.compare import COMPARE_METHODS, compare_rdms
 from brainalign.rsa.condensed import n_stimuli_from_pairs
 from brainalign.rsa.correction import correct_pvalues
-from brainalign.rsa.inference import BOOTSTRAP_OVER, bootstrap, permutation_test
+from brainalign.rsa.inference import (
+    BOOTSTRAP_OVER,
+    _interval,
+    _null,
+    _permutation_p,
+    _stimulus_bootstrap,
+    bootstrap,
+)
 from brainalign.rsa.rdm import METRICS, compute_rdms
 from brainalign.rsa.topology import geotopological
 
@@ -240,29 +248,46 @@ def compare_layers_regions(
 
     layer_names = [name for name, _ in layers]
     n_layers = len(layer_names)
-    frames = []
+    # Every region's subjects in one stack: the layers' RDMs are then transformed (ranked) once,
+    # and every region shares the same permutations and stimulus draws (the same seeds as one
+    # call per region would use), so each is drawn and applied once for all regions.
+    all_data = torch.cat([v.to(torch.float64) for v in region_rdms.values()])
+    models64 = layer_rdms.to(torch.float64)
+    spans, start = {}, 0
     for region, data in region_rdms.items():
+        spans[region] = slice(start, start + data.shape[0])
+        start += data.shape[0]
+    # 3. observed values of every subject
+    observed = compare_rdms(all_data, layer_rdms, method, device=dev)
+    # 4. permutation null of every region's subject mean, every subject permuted alike
+    null = None
+    if n_permutations:
+        rng_perm = check_random_state(perm_seed)
+        null = _null(
+            all_data, models64, method, n_permutations, rng_perm, n_stim, list(spans.values())
+        )
+    # 5. stimulus bootstrap of every subject (other schemes: per region below)
+    per_data = None
+    if n_bootstrap and bootstrap_over == "stimuli":
+        per_data = _stimulus_bootstrap(all_data, models64, method, stimulus_draws, n_stim)
+    frames = []
+    for k, (region, data) in enumerate(region_rdms.items()):
         n_subjects = data.shape[0]
+        span = spans[region]
         # 3. observed values (mean over subjects)
-        value = compare_rdms(data, layer_rdms, method, device=dev).mean(dim=0)
+        value = observed[span].mean(dim=0)
         value = value.detach().cpu().numpy().astype(np.float64)
-        # 4. permutation test of the subject mean, every subject permuted alike
+        # 4. permutation test of the subject mean
         p = np.full(n_layers, np.nan)
-        if n_permutations:
-            res = permutation_test(
-                data,
-                layer_rdms,
-                method,
-                n_permutations=n_permutations,
-                average=True,
-                seed=perm_seed,
-                device=dev,
-            )
-            p = np.asarray(res.p_values, dtype=np.float64)
+        if null is not None:
+            obs = observed[span].to(torch.float64).mean(dim=0).cpu().numpy()
+            p = _permutation_p(obs, null[:, k].cpu().numpy(), "greater")
         p_corr = correct_pvalues(p, correction) if n_permutations else p.copy()
         # 5. bootstrap interval of the subject mean
         ci = np.full((2, n_layers), np.nan)
-        if n_bootstrap:
+        if per_data is not None:
+            ci = _interval(per_data[:, span].mean(dim=1).cpu().numpy(), confidence)[0]
+        elif n_bootstrap:
             if bootstrap_over != "stimuli" and n_subjects < 2:
                 raise ValueError(
                     f"bootstrap_over={bootstrap_over!r} needs at least 2 subjects, but region "

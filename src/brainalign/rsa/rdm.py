@@ -342,11 +342,19 @@ def _blocked(
     return out
 
 
+def _mm(a: Array, b: Array) -> Array:
+    """``a @ b``; CPU tensors through NumPy (torch's CPU BLAS stalls on shared cores, see
+    :mod:`brainalign.rsa._backend`)."""
+    if isinstance(a, torch.Tensor) and a.device.type == "cpu" and not a.requires_grad:
+        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+    return a @ b
+
+
 def _gram_rdms(x: Array, finish: Callable[[Array, int, int], Array], chunk: int | None) -> Array:
     """RDMs whose block is ``finish(x[:, s:e] @ x[:, s:].T, s, e)``."""
     n_batch, n = x.shape[0], x.shape[1]
     out = _empty((n_batch, n * (n - 1) // 2), x)
-    return _blocked(n, n_batch, chunk, lambda s, e: finish(x[:, s:e] @ x[:, s:].mT, s, e), out)
+    return _blocked(n, n_batch, chunk, lambda s, e: finish(_mm(x[:, s:e], x[:, s:].mT), s, e), out)
 
 
 def _cross_rdms(a: Array, b: Array, scale: Array, chunk: int | None) -> Array:
@@ -357,7 +365,7 @@ def _cross_rdms(a: Array, b: Array, scale: Array, chunk: int | None) -> Array:
     scale = scale.reshape(-1, 1, 1)
 
     def block(s: int, e: int) -> Array:
-        k = a[:, s:e] @ b[:, s:].mT + b[:, s:e] @ a[:, s:].mT
+        k = _mm(a[:, s:e], b[:, s:].mT) + _mm(b[:, s:e], a[:, s:].mT)
         return ((k_diag[:, s:e, None] + k_diag[:, None, s:]) - k) * scale
 
     return _blocked(n, n_batch, chunk, block, out)
@@ -477,12 +485,12 @@ def _one_batch(
             )
         )
     if metric == "mahalanobis":
-        y = x if w is None else (x * w if w.ndim == 1 else x @ w.mT)
+        y = x if w is None else (x * w if w.ndim == 1 else _mm(x, w.mT))
         k_diag = (x * y).sum(-1)
         n = x.shape[1]
 
         def block(s: int, e: int) -> Array:
-            k = x[:, s:e] @ y[:, s:].mT
+            k = _mm(x[:, s:e], y[:, s:].mT)
             return ((k_diag[:, s:e, None] + k_diag[:, None, s:]) - 2 * k) / p
 
         return _to_tensor(
@@ -613,7 +621,7 @@ def _cv_one(
             train = train - train.mean(-1)[..., None]
             test = test - test.mean(-1)[..., None]
         if w is not None:
-            test = test * w if w.ndim == 1 else test @ w.mT
+            test = test * w if w.ndim == 1 else _mm(test, w.mT)
         a, b = train, test
     else:
         a = (train + prior_lambda * prior_weight) / (1 + prior_weight)
