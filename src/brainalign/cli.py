@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, default=None, help="output folder (default RUN/reconstruction)"
     )
-    p.add_argument("--epochs", type=int, default=40, help="epochs of the stand-in image decoder")
+    p.add_argument("--epochs", type=int, default=30, help="epochs of the stand-in image decoder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

@@ -5,15 +5,19 @@ the real example files that ship inside the nibabel and nilearn wheels against t
 manifest and reads those real recordings through brainalign's readers, (3) generates the default
 simulated NSD-like fMRI dataset once into the cache folder (about a minute on 2 CPU cores; later
 runs load it), validates it against the shipped ``simulated_fmri`` manifest and prints its ground
-truth, and (4) runs RSA on the measured test-set responses: for every region, the RDM of each
+truth, (4) runs RSA on the measured test-set responses: for every region, the RDM of each
 EfficientNet-Lite0 layer is compared with the region's RDM, and the best layer is checked against
-the layer that generated the region. Each later stage of the toolkit (decoding, reconstruction)
-adds a section.
+the layer that generated the region, (5) trains the contrastive decoder (per-subject adapters,
+MindEye-style encoder) and the ridge baseline and reports retrieval in both directions against the
+simulation's ceiling (a finished run is evaluated again, an interrupted one resumed), and (6)
+reconstructs the test images from the decoded embeddings with the offline stand-in decoder and
+scores them.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +126,13 @@ def layer_region_rsa(dataset: Any, *, method: str = "spearman", verbose: bool = 
     return pd.DataFrame(out)
 
 
-def run_demo(data_root: str | Path | None = None, *, verbose: bool = True) -> dict:
+def run_demo(
+    data_root: str | Path | None = None,
+    *,
+    verbose: bool = True,
+    decode_overrides: Sequence[str] = (),
+    reconstruction_epochs: int = 30,
+) -> dict:
     """Run the demo and print what it finds; return the results for programmatic use.
 
     Parameters
@@ -133,6 +143,11 @@ def run_demo(data_root: str | Path | None = None, *, verbose: bool = True) -> di
         simulated dataset is generated there once and loaded by later runs.
     verbose : bool
         Show progress bars.
+    decode_overrides : sequence of str
+        ``key=value`` overrides of the shipped decoding config
+        (``configs/decode_simulated_fmri.yaml``), e.g. ``["train.epochs=10"]`` for a quick run.
+    reconstruction_epochs : int
+        Training epochs of the stand-in image decoder.
 
     Returns
     -------
@@ -140,7 +155,8 @@ def run_demo(data_root: str | Path | None = None, *, verbose: bool = True) -> di
         ``"manifests"`` (DataFrame), ``"examples"`` (ValidationReport), ``"recordings"``,
         ``"simulated"`` (SimulatedFMRI), ``"simulated_validation"`` (ValidationReport),
         ``"rsa"`` (DataFrame of :func:`layer_region_rsa`), ``"best_layers"`` (DataFrame: region,
-        generating layer, best layer by the mean over subjects).
+        generating layer, best layer by the mean over subjects), ``"decoding"``
+        (DecodeResults), ``"reconstruction"`` (ReconstructionResults).
     """
     print("== Dataset manifests shipped with brainalign ==")
     table = manifest_table()
@@ -158,7 +174,72 @@ def run_demo(data_root: str | Path | None = None, *, verbose: bool = True) -> di
 
     results: dict[str, Any] = {"manifests": table, "examples": report, "recordings": recordings}
     results.update(_simulated_section(data_root, verbose=verbose))
+    results.update(
+        _decoding_section(
+            results["simulated"],
+            data_root,
+            overrides=decode_overrides,
+            reconstruction_epochs=reconstruction_epochs,
+            verbose=verbose,
+        )
+    )
     return results
+
+
+def _demo_root(data_root: str | Path | None) -> Path:
+    if data_root is not None:
+        return Path(data_root).expanduser()
+    from ..targets.cache import default_cache_dir
+
+    return default_cache_dir().parent / "simulated"
+
+
+def _decoding_section(
+    dataset: Any,
+    data_root: str | Path | None,
+    *,
+    overrides: Sequence[str],
+    reconstruction_epochs: int,
+    verbose: bool,
+) -> dict:
+    from importlib.resources import files
+
+    from .decode import DecodeConfig, decode_simulated_fmri, evaluate_checkpoint
+    from .reconstruct import reconstruct_from_decoding
+
+    print("\n== Decoding: brain -> image embedding, contrastive vs ridge vs ceiling ==")
+    run_dir = _demo_root(data_root) / "demo-decode"
+    if (run_dir / "summary.json").is_file():  # a finished run: evaluate it again
+        decoding = evaluate_checkpoint(run_dir, dataset, verbose=False)
+    else:  # resume continues a run that was interrupted
+        path = files("brainalign") / "configs" / "decode_simulated_fmri.yaml"
+        config = DecodeConfig.from_yaml(str(path), overrides)
+        decoding = decode_simulated_fmri(
+            dataset, config=config, out_dir=run_dir, resume=True, verbose=verbose
+        )
+        print(f"trained in {decoding.train_seconds:.0f} s")
+    if not verbose or decoding.train_seconds == 0:  # decode_simulated_fmri printed it
+        print(decoding)
+    summary = decoding.summary()
+    top1 = summary[("brain_to_stimulus", "top1")]
+    beats = bool(top1["contrastive"] > top1["ridge"])
+    print(
+        f"contrastive {'beats' if beats else 'does NOT beat'} ridge brain -> image top-1: "
+        f"{top1['contrastive']:.1%} vs {top1['ridge']:.1%} (ceiling {top1['ceiling']:.0%})"
+    )
+
+    print("\n== Reconstruction of the test images from the decoded embeddings ==")
+    reconstruction = reconstruct_from_decoding(
+        decoding,
+        dataset,
+        epochs=reconstruction_epochs,
+        out_dir=run_dir / "reconstruction",
+        verbose=verbose,
+    )
+    print(reconstruction)
+    grid = run_dir / "reconstruction" / "reconstructions.png"
+    print(f"grid of seen vs reconstructed images: {grid}")
+    return {"decoding": decoding, "reconstruction": reconstruction}
 
 
 def _simulated_section(data_root: str | Path | None, *, verbose: bool) -> dict[str, Any]:
