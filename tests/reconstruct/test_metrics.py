@@ -162,6 +162,12 @@ def test_reconstruction_metrics_table(images, rng):
     assert table.set_index("metric").loc["brain_to_recon_top1", "value"] == 1.0
     with pytest.raises(ValueError, match="Allowed values"):
         metrics.reconstruction_metrics(pred, true, features=["alexnet"])
+    # features of the seen images computed once give the same table
+    seen = {"efficientnet_lite0": metrics.compute_image_features(true, layer="global_pool")}
+    again = metrics.reconstruction_metrics(
+        pred, true, resolution=None, n_bootstrap=200, device="cpu", true_features=seen
+    )
+    np.testing.assert_allclose(again["value"], table["value"][:3])
 
 
 def test_package_import_is_lazy():

@@ -146,7 +146,7 @@ def reconstruct_from_decoding(
     -------
     results : ReconstructionResults
     """
-    from ..reconstruct import reconstruction_metrics
+    from ..reconstruct import MINDEYE_FEATURES, compute_image_features, reconstruction_metrics
     from ..reconstruct.image_decoder import DECODER_LABEL
 
     if model not in results.embeddings:
@@ -175,12 +175,18 @@ def reconstruct_from_decoding(
     # the decoder starts with a LayerNorm: the arbitrary norm of contrastive outputs is irrelevant
     images = {subject: decoder.decode(emb) for subject, emb in results.embeddings[model].items()}
     images["ceiling"] = decoder.decode(results.targets[[row[s] for s in test_ids]])
+    # the seen images' network features, computed once for every set of reconstructions
+    network, layer, _ = MINDEYE_FEATURES["efficientnet_lite0"]
+    seen_features = {
+        "efficientnet_lite0": compute_image_features(seen, network, layer, device=device)
+    }
     tables = []
     for source, pred in images.items():
         table = reconstruction_metrics(
             pred,
             seen,
             features=("efficientnet_lite0",),
+            true_features=seen_features,
             resolution=None,
             n_bootstrap=n_bootstrap,
             seed=seed,

@@ -551,6 +551,7 @@ def reconstruction_metrics(
     weights: Mapping[str, Any] | None = None,
     brain_embeddings: Any = None,
     recon_embeddings: Any = None,
+    true_features: Mapping[str, Any] | None = None,
     resolution: int | None = 425,
     n_bootstrap: int = 1000,
     ci: float = 0.95,
@@ -572,6 +573,10 @@ def reconstruction_metrics(
     brain_embeddings, recon_embeddings : array-like | None
         When both are given, add brain ↔ reconstruction retrieval (top-1, MindEye's 300-way
         protocol, see :func:`brain_retrieval_of_reconstructions`).
+    true_features : mapping | None
+        ``name -> (n_images, n_features)`` features of ``images_true`` already computed with
+        :func:`compute_image_features` (e.g. when several sets of reconstructions are scored
+        against the same seen images); missing names are computed.
     resolution : int | None
         Resize of the pixel metrics.
     n_bootstrap, ci, seed
@@ -606,7 +611,10 @@ def reconstruction_metrics(
         check_option(f"features[{name!r}] metric", kind, ("two_way", "distance"))
         kw = {"weights": weights.get(name), "device": device}
         fp = compute_image_features(images_pred, network, layer, **kw)
-        ft = compute_image_features(images_true, network, layer, **kw)
+        if true_features is not None and name in true_features:
+            ft = np.asarray(true_features[name])
+        else:
+            ft = compute_image_features(images_true, network, layer, **kw)
         if kind == "two_way":
             vals = two_way_identification(fp, ft, reduction="none", device=device)
             per_image[f"{name}_2way"] = (np.asarray(vals), True)
