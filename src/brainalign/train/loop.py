@@ -169,7 +169,8 @@ class _Objective(nn.Module):
         if stage is not None:
             return stage(z, t, perm=perm, betas=betas, distributed=self.distributed,
                          return_output=True)  # fmt: skip
-        assert self.loss is not None
+        if self.loss is None:  # build_loss gives a loss module or a schedule, never neither
+            raise RuntimeError("The objective has neither a loss nor a loss schedule.")
         if isinstance(self.loss, _labelled_types()):
             return self.loss(z, t, labels=labels, return_output=True)
         return self.loss(z, t, return_output=True)
