@@ -129,30 +129,9 @@ def bench_image_decoder(
 
 
 def _tiny_kandinsky(dim: int) -> Any:
-    from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
+    from brainalign.reconstruct import random_kandinsky_pipeline
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=8, addition_embed_type="image",
-        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
-        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64),
-        layers_per_block=1, encoder_hid_dim=dim, encoder_hid_dim_type="image_proj",
-        cross_attention_dim=16, attention_head_dim=4,
-        resnet_time_scale_shift="scale_shift", class_embed_type=None,
-    )  # fmt: skip
-    movq = VQModel(
-        block_out_channels=[32, 32],
-        down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-        up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], in_channels=3,
-        out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
-        norm_type="spatial", num_vq_embeddings=12, vq_embed_dim=4,
-    )  # fmt: skip
-    scheduler = DDPMScheduler(
-        num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
-        clip_sample=False, prediction_type="epsilon", variance_type="learned_range",
-    )  # fmt: skip
-    return KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
+    return random_kandinsky_pipeline(dim)
 
 
 def bench_kandinsky(table: Table, device: str, n_images: int, repeats: int) -> None:

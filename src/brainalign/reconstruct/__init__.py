@@ -40,6 +40,7 @@ _LAZY = {
     # decoders
     "EmbeddingDecoder": "decoders",
     "load_decoder": "decoders",
+    "random_kandinsky_pipeline": "decoders",
     # the offline stand-in decoder
     "ConvImageDecoder": "image_decoder",
     "ImageDecoderConfig": "image_decoder",

@@ -27,7 +27,7 @@ import torch
 
 from brainalign._utils.validation import check_positive
 
-__all__ = ["SUPPORTED_PIPELINES", "EmbeddingDecoder", "load_decoder"]
+__all__ = ["SUPPORTED_PIPELINES", "EmbeddingDecoder", "load_decoder", "random_kandinsky_pipeline"]
 
 #: pipeline class name -> decoder kind
 SUPPORTED_PIPELINES = {
@@ -310,3 +310,51 @@ def _expected_dim(pipeline: Any, kind: str) -> int:
 def load_decoder(path_or_id: str | os.PathLike, **kwargs: Any) -> EmbeddingDecoder:
     """Shortcut for :meth:`EmbeddingDecoder.from_pretrained`."""
     return EmbeddingDecoder.from_pretrained(path_or_id, **kwargs)
+
+
+def random_kandinsky_pipeline(embedding_dim: int, *, seed: int = 0) -> Any:
+    """A Kandinsky 2.2 decoder pipeline of tiny components with random weights.
+
+    For tests, benchmarks and demonstrations of the wiring where no pretrained weights can be
+    had: the real diffusers classes (``UNet2DConditionModel`` taking image embeddings of width
+    ``embedding_dim``, a ``VQModel`` and a DDPM scheduler) at toy sizes. **Its images are
+    noise.** Save it with ``save_pretrained`` and load it through
+    :meth:`EmbeddingDecoder.from_pretrained` as a real one.
+
+    Parameters
+    ----------
+    embedding_dim : int
+        Width of the image embeddings the UNet takes.
+    seed : int
+        Seed of the random weights (the same seed gives the same pipeline).
+
+    Returns
+    -------
+    pipeline : diffusers.KandinskyV22Pipeline
+    """
+    from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
+
+    check_positive("embedding_dim", embedding_dim)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=8, addition_embed_type="image",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64),
+        layers_per_block=1, encoder_hid_dim=int(embedding_dim),
+        encoder_hid_dim_type="image_proj", cross_attention_dim=16, attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift", class_embed_type=None,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    movq = VQModel(
+        block_out_channels=[32, 32],
+        down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+        up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], in_channels=3,
+        out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
+        norm_type="spatial", num_vq_embeddings=12, vq_embed_dim=4,
+    )  # fmt: skip
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
+        clip_sample=False, prediction_type="epsilon", variance_type="learned_range",
+    )  # fmt: skip
+    return KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
