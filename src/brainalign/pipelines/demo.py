@@ -177,7 +177,6 @@ def run_demo(
     results.update(
         _decoding_section(
             results["simulated"],
-            data_root,
             overrides=decode_overrides,
             reconstruction_epochs=reconstruction_epochs,
             verbose=verbose,
@@ -186,17 +185,8 @@ def run_demo(
     return results
 
 
-def _demo_root(data_root: str | Path | None) -> Path:
-    if data_root is not None:
-        return Path(data_root).expanduser()
-    from ..targets.cache import default_cache_dir
-
-    return default_cache_dir().parent / "simulated"
-
-
 def _decoding_section(
     dataset: Any,
-    data_root: str | Path | None,
     *,
     overrides: Sequence[str],
     reconstruction_epochs: int,
@@ -208,7 +198,8 @@ def _decoding_section(
     from .reconstruct import reconstruct_from_decoding
 
     print("\n== Decoding: brain -> image embedding, contrastive vs ridge vs ceiling ==")
-    run_dir = _demo_root(data_root) / "demo-decode"
+    # beside the dataset, in the demo's data root
+    run_dir = dataset.folder.parent / "demo-decode"
     if (run_dir / "summary.json").is_file():  # a finished run: evaluate it again
         decoding = evaluate_checkpoint(run_dir, dataset, verbose=False)
     else:  # resume continues a run that was interrupted
