@@ -30,8 +30,12 @@ _LAZY = {
     "two_way_identification": "metrics",
     # diffusion prior
     "PriorConfig": "prior",
+    "PriorDraws": "prior",
     "DiffusionPrior": "prior",
+    "build_joint_prior": "prior",
     "build_prior": "prior",
+    "draw_prior_noise": "prior",
+    "load_joint_prior": "prior",
     "prior_loss": "prior",
     "sample": "prior",
     "save_prior": "prior",

@@ -18,6 +18,16 @@ embedding is diffusers' sinusoidal :class:`~diffusers.models.embeddings.Timestep
 
 Defaults follow MindEye1's prior (depth 6, 100 timesteps, cosine schedule, condition dropout 0.2).
 Saved as ``prior.safetensors`` + ``prior_config.json``.
+
+Two ways to train it:
+
+* **after the fact**, on fixed (brain embedding, target) pairs: :func:`train_prior`;
+* **jointly with the encoder** (MindEye): :func:`build_joint_prior` builds the prior that a
+  :class:`~brainalign.train.TrainConfig` with ``prior_weight > 0`` describes, and
+  :func:`brainalign.train.fit` ``(..., prior=prior)`` minimises
+  ``contrastive + prior_weight * prior_loss`` with the prior conditioned on the encoder's
+  backbone output. The checkpoints of that run hold the prior;
+  :func:`load_joint_prior` reads it back.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,7 +49,11 @@ from brainalign._utils.validation import check_file, check_option
 __all__ = [
     "DiffusionPrior",
     "PriorConfig",
+    "PriorDraws",
+    "build_joint_prior",
     "build_prior",
+    "draw_prior_noise",
+    "load_joint_prior",
     "load_prior",
     "prior_loss",
     "sample",
@@ -177,6 +191,47 @@ class DiffusionPrior(nn.Module):
         h = self.transformer(h)
         return self.x_out(self.norm_out(h[:, -self.config.n_target_tokens :]))
 
+    def loss(
+        self,
+        brain_emb: torch.Tensor,
+        target_emb: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        rows: torch.Tensor | None = None,
+        n_rows: int | None = None,
+    ) -> torch.Tensor:
+        """:func:`prior_loss` with a cached noise scheduler (what the training loop calls).
+
+        Parameters
+        ----------
+        brain_emb, target_emb : tensor
+            As in :func:`prior_loss`.
+        generator : torch.Generator | None
+            Source of the timesteps, noise and condition dropout.
+        rows, n_rows : tensor of int64, int | None
+            Draw for ``n_rows`` rows and use rows ``rows`` of the draws (one per row of the
+            embeddings). :func:`brainalign.train.fit` passes the global batch size and each
+            rank's positions in the global batch, so the draws of a sample do not depend on
+            the number of processes.
+
+        Returns
+        -------
+        loss : tensor, scalar
+        """
+        if (rows is None) != (n_rows is None):
+            raise ValueError("Pass both 'rows' and 'n_rows', or neither.")
+        scheduler = getattr(self, "_noise_scheduler", None)
+        if scheduler is None:
+            scheduler = self._noise_scheduler = _scheduler(self, "ddpm")
+        draws = None
+        if rows is not None:
+            draws = draw_prior_noise(self, int(n_rows), generator=generator)  # type: ignore[arg-type]
+            draws = PriorDraws(*(d[rows.to(d.device)] for d in draws))
+        return prior_loss(
+            self, brain_emb, target_emb, generator=generator, noise_scheduler=scheduler,
+            draws=draws,
+        )  # fmt: skip
+
 
 def build_prior(
     config: PriorConfig | None = None, *, seed: int = 0, **kwargs: Any
@@ -225,6 +280,47 @@ def _scheduler(prior: DiffusionPrior, kind: str = "ddpm") -> Any:
     return cls(**prior.config.scheduler_config())
 
 
+class PriorDraws(NamedTuple):
+    """The random draws of one :func:`prior_loss` evaluation.
+
+    Attributes
+    ----------
+    timesteps : tensor of int64, shape (n,)
+        Diffusion step ``t`` of each row, in ``[0, num_train_timesteps)``.
+    noise : tensor, shape (n, n_target_tokens, target_dim)
+        ``ε``.
+    drop : tensor of bool, shape (n,)
+        Rows whose condition is replaced by the null embedding.
+    """
+
+    timesteps: torch.Tensor
+    noise: torch.Tensor
+    drop: torch.Tensor
+
+
+def draw_prior_noise(
+    prior: DiffusionPrior,
+    n: int,
+    *,
+    generator: torch.Generator | None = None,
+    cond_drop_prob: float | None = None,
+) -> PriorDraws:
+    """Draw the timesteps, noise and condition dropout of ``n`` rows, in this order.
+
+    On the generator's device (the prior's device without a generator); ``cond_drop_prob``
+    ``None`` uses ``prior.config.cond_drop_prob``.
+    """
+    cfg = prior.config
+    p = _param(prior)
+    dev = generator.device if generator is not None else p.device
+    t = torch.randint(0, cfg.num_train_timesteps, (n,), generator=generator, device=dev)
+    shape = (n, cfg.n_target_tokens, cfg.target_dim)
+    noise = torch.randn(shape, generator=generator, device=dev, dtype=p.dtype)
+    prob = cfg.cond_drop_prob if cond_drop_prob is None else cond_drop_prob
+    drop = torch.rand(n, generator=generator, device=dev) < prob
+    return PriorDraws(t, noise, drop)
+
+
 def prior_loss(
     prior: DiffusionPrior,
     brain_emb: Any,
@@ -233,6 +329,7 @@ def prior_loss(
     cond_drop_prob: float | None = None,
     generator: torch.Generator | None = None,
     noise_scheduler: Any = None,
+    draws: PriorDraws | None = None,
 ) -> torch.Tensor:
     """MSE between the predicted and the true clean target embedding, at random timesteps.
 
@@ -251,6 +348,9 @@ def prior_loss(
         Source of the timesteps, noise and dropout (seeded runs are reproducible).
     noise_scheduler : diffusers.DDPMScheduler | None
         The forward process; ``None`` builds one from the config.
+    draws : PriorDraws | None
+        Timesteps, noise and dropout drawn beforehand (:func:`draw_prior_noise`), one row per
+        sample; ``None`` draws them here from ``generator``.
 
     Returns
     -------
@@ -267,12 +367,15 @@ def prior_loss(
     sched = noise_scheduler or _scheduler(prior, "ddpm")
     x0 = x0 * cfg.target_scale
     n = x0.shape[0]
-    gen_dev = generator.device if generator is not None else p.device
-    t = torch.randint(0, cfg.num_train_timesteps, (n,), generator=generator, device=gen_dev)
-    noise = torch.randn(x0.shape, generator=generator, device=gen_dev, dtype=x0.dtype)
-    prob = cfg.cond_drop_prob if cond_drop_prob is None else cond_drop_prob
-    drop = torch.rand(n, generator=generator, device=gen_dev) < prob
-    t, noise, drop = t.to(p.device), noise.to(p.device), drop.to(p.device)
+    if draws is None:
+        draws = draw_prior_noise(prior, n, generator=generator, cond_drop_prob=cond_drop_prob)
+    elif draws.noise.shape != x0.shape:
+        raise ValueError(
+            f"'draws' hold noise of shape {tuple(draws.noise.shape)} for targets of shape "
+            f"{tuple(x0.shape)}; draw one row per sample."
+        )
+    t, noise, drop = (d.to(p.device) for d in draws)
+    noise = noise.to(x0.dtype)
     x_t = sched.add_noise(x0, noise, t)
     pred = prior(x_t, t, cond, drop)
     return torch.nn.functional.mse_loss(pred, x0)
@@ -436,4 +539,129 @@ def load_prior(folder: str | os.PathLike, *, device: Any = "cpu") -> DiffusionPr
             f"The weights in {str(weights)!r} do not match the config {str(cfg_path)!r}: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}."
         )
+    return prior.to(device).eval()
+
+
+# ----------------------------------------------------------------- trained with the encoder
+def _token_shape(shape: Any, name: str) -> tuple[int, int]:
+    """``(D,)`` → 1 token of ``D``; ``(T, D)`` → ``T`` tokens of ``D``."""
+    try:
+        dims = tuple(int(n) for n in shape)
+    except TypeError as err:
+        raise TypeError(
+            f"{name!r} must be a shape such as (768,) or (257, 768), got {shape!r}."
+        ) from err
+    if len(dims) == 1:
+        return 1, dims[0]
+    if len(dims) == 2:
+        return dims[0], dims[1]
+    raise ValueError(
+        f"{name!r} must be (dim,) for pooled embeddings or (n_tokens, dim) for tokens, got "
+        f"{dims}; the diffusion prior works on embedding vectors or token sequences."
+    )
+
+
+def build_joint_prior(
+    config: Any,
+    target_shape: Any,
+    *,
+    cond_shape: Any = None,
+    seed: int | None = None,
+) -> DiffusionPrior:
+    """The prior that a training config trains jointly with the encoder (MindEye).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Its ``prior_kwargs`` (fields of :class:`PriorConfig`) set the architecture; the widths
+        and token counts not given there come from the shapes.
+    target_shape : tuple of int
+        Shape of one target, ``(dim,)`` or ``(n_tokens, dim)`` (``train_data.target_shape``).
+    cond_shape : tuple of int | None
+        Shape of one backbone output; ``None``: ``target_shape`` (the encoders of
+        :mod:`brainalign.models` regress their backbone onto the target's shape).
+    seed : int | None
+        Seed of the initial weights; ``None``: ``config.seed``.
+
+    Returns
+    -------
+    prior : DiffusionPrior
+        Pass it to ``brainalign.train.fit(..., prior=prior)`` with ``config.prior_weight > 0``.
+
+    Examples
+    --------
+    >>> from brainalign.train import TrainConfig
+    >>> config = TrainConfig(prior_weight=30.0, prior_kwargs={"width": 64, "depth": 2,
+    ...                                                       "n_heads": 4})
+    >>> prior = build_joint_prior(config, (768,))
+    >>> prior.config.target_dim, prior.config.cond_dim, prior.config.depth
+    (768, 768, 2)
+    """
+    kwargs = dict(getattr(config, "prior_kwargs", None) or {})
+    fields = [f.name for f in dataclasses.fields(PriorConfig)]
+    unknown = sorted(set(kwargs) - set(fields))
+    if unknown:
+        from brainalign._utils.validation import suggest
+
+        raise ValueError(
+            f"Unknown prior setting {unknown[0]!r} in TrainConfig.prior_kwargs."
+            f"{suggest(unknown[0], fields)} Allowed: {', '.join(fields)}."
+        )
+    n_target, target_dim = _token_shape(target_shape, "target_shape")
+    n_cond, cond_dim = _token_shape(
+        target_shape if cond_shape is None else cond_shape, "cond_shape"
+    )
+    kwargs.setdefault("target_dim", target_dim)
+    kwargs.setdefault("n_target_tokens", n_target)
+    kwargs.setdefault("cond_dim", cond_dim)
+    kwargs.setdefault("n_cond_tokens", n_cond)
+    if seed is None:
+        seed = int(getattr(config, "seed", 0))
+    return build_prior(PriorConfig(**kwargs), seed=seed)
+
+
+def load_joint_prior(
+    checkpoint: Any, *, best: bool | None = None, device: Any = "cpu"
+) -> DiffusionPrior | None:
+    """The prior trained jointly with the encoder, from a training checkpoint.
+
+    Parameters
+    ----------
+    checkpoint : path-like | dict
+        A checkpoint folder written by :func:`brainalign.train.fit` (or the dict
+        :func:`brainalign.train.load_checkpoint` returns).
+    best : bool | None
+        Load the weights of the best validation epoch (saved when the run had
+        ``restore_best=True``); ``None``: when the run's config says ``restore_best``, as the
+        encoder's weights are chosen by :func:`brainalign.pipelines.decode.evaluate_checkpoint`.
+    device : str | torch.device
+        Where to put the prior.
+
+    Returns
+    -------
+    prior : DiffusionPrior | None
+        In eval mode; ``None`` when the run trained no prior (``prior_weight == 0``).
+    """
+    if isinstance(checkpoint, dict):
+        state = checkpoint
+    else:
+        from brainalign.train.checkpoint import load_checkpoint
+
+        state = load_checkpoint(checkpoint)
+    if state.get("prior") is None:
+        return None
+    raw = state.get("prior_config")
+    if not isinstance(raw, dict):
+        raise ValueError(
+            "The checkpoint holds prior weights but no 'prior_config'; it was not written by "
+            "brainalign.train.fit."
+        )
+    config = state.get("config")
+    if best is None:
+        best = bool(getattr(config, "restore_best", False))
+    weights = state["prior"]
+    if best and state.get("best_prior") is not None:
+        weights = state["best_prior"]
+    prior = DiffusionPrior(PriorConfig(**raw))
+    prior.load_state_dict(weights)
     return prior.to(device).eval()

@@ -4,7 +4,7 @@ Every field is checked when the config is built, and an error names the key, the
 and the fix. ``from_yaml(path, overrides=["lr=1e-3", "model_kwargs.hidden=64"])`` reads a file
 and applies ``key=value`` overrides (values are parsed as YAML: ``1e-3`` is a float, ``null`` is
 ``None``, ``[1, 2]`` a list); dotted keys reach into the dict fields (``model_kwargs``,
-``loss_kwargs``).
+``loss_kwargs``, ``prior_kwargs``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ LOSSES = {
     "mindeye": "MindEye's BiMixCo then SoftCLIP schedule by epoch (brainalign.losses.LossSchedule)",
 }
 SCHEDULES = ("cosine", "onecycle", "constant")
+# the fields that hold dicts (dotted overrides reach into them)
+_DICT_FIELDS = ("model_kwargs", "loss_kwargs", "prior_kwargs")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -105,6 +107,18 @@ class TrainConfig:
         setting. Small models train faster on one thread: measured here, a MindEye-style
         encoder of 256 hidden units took 0.14 s per step on one thread and 0.6-1.4 s on two
         when another process shared the two cores (the threads wait for each other).
+    prior_weight : float
+        Weight of the diffusion prior's loss trained jointly with the encoder (MindEye: 30):
+        each step minimises ``contrastive + prior_weight * prior_loss``, where the prior is
+        conditioned on the encoder's backbone output (not the projector's) and denoises the
+        target embedding. ``0`` (the default): no prior, training exactly as without one. A
+        positive weight needs the prior network passed to :func:`~brainalign.train.fit`
+        (``prior=brainalign.reconstruct.build_joint_prior(config, target_shape)``).
+    prior_kwargs : dict
+        The prior's architecture and noise schedule: fields of
+        :class:`brainalign.reconstruct.PriorConfig` (``width``, ``depth``, ``n_heads``,
+        ``num_train_timesteps``, ``cond_drop_prob`` …); its widths and token counts default to
+        the targets' and the backbone's shapes. Read by ``build_joint_prior``.
     """
 
     model: str = "mindeye2"
@@ -130,9 +144,11 @@ class TrainConfig:
     restore_best: bool = False
     device: str = "auto"
     cpu_threads: int | None = None
+    prior_weight: float = 0.0
+    prior_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("model_kwargs", "loss_kwargs"):
+        for name in _DICT_FIELDS:
             value = getattr(self, name)
             if value is None:
                 value = {}
@@ -171,6 +187,7 @@ class TrainConfig:
         self._check_int("checkpoint_every", minimum=1, optional=True)
         self._check_int("keep_checkpoints", minimum=1)
         self._check_int("cpu_threads", minimum=1, optional=True)
+        self._check_number("prior_weight", positive=False)
         for name in ("drop_last", "restore_best"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(
@@ -311,10 +328,10 @@ def _apply_override(values: dict[str, Any], item: str) -> None:
             f"Unknown TrainConfig key {parts[0]!r} in the override {item!r}."
             f"{suggest(parts[0], names)} Allowed keys: {', '.join(names)}."
         )
-    if len(parts) > 1 and parts[0] not in ("model_kwargs", "loss_kwargs"):
+    if len(parts) > 1 and parts[0] not in _DICT_FIELDS:
         raise ValueError(
             f"The override {item!r} uses a dotted key, but {parts[0]!r} is not a dict field; "
-            "only model_kwargs.<name> and loss_kwargs.<name> take dots."
+            "only model_kwargs.<name> and loss_kwargs.<name> take dots (and prior_kwargs.<name>)."
         )
     target = values
     for part in parts[:-1]:

@@ -7,6 +7,8 @@ One step, as written in :func:`fit`::
     z          = normalize(model(x, subject).projected.flatten(1))   (n, D)
     t          = normalize(batch.target.flatten(1))                 (n, D)
     loss       = loss(z, t)           gathered over ranks under torch.distributed
+    loss      += prior_weight * prior.loss(model(x, subject).backbone, batch.target)
+                                      only with a diffusion prior trained jointly (below)
     AdamW step, clip the gradient norm, step the LR schedule, update the EMA
 
 After each epoch the validation trials are encoded (with the EMA weights when there are some)
@@ -21,6 +23,20 @@ the model and the loss's learnable scale are wrapped together in
 :class:`~torch.nn.parallel.DistributedDataParallel`, and the losses gather the embeddings of
 every rank, so a step on ``k`` ranks with ``B / k`` trials each equals a step of one process on
 the ``B`` trials (with dropout off; BatchNorm statistics stay per rank).
+
+**A diffusion prior trained jointly** (MindEye): with ``TrainConfig.prior_weight > 0`` and
+``fit(..., prior=prior)`` (a :class:`brainalign.reconstruct.DiffusionPrior`, built by
+:func:`brainalign.reconstruct.build_joint_prior`; this layer only calls its ``loss`` method),
+each step adds ``prior_weight`` times the prior's loss: the prior, conditioned on the encoder's
+*backbone* output (the projector feeds only the contrastive loss), denoises the step's target
+embeddings at random diffusion steps. Its gradient reaches the encoder through the condition.
+The prior's parameters sit in the objective module beside the model's (one optimizer, one
+gradient clipping, one DDP wrapper), its weights and config are saved in every checkpoint, and
+its random draws (timesteps, noise, condition dropout) come from a generator seeded by
+``(seed, step)`` for the whole global batch, each rank taking its rows, so resumed and
+distributed runs draw as an uninterrupted single process does. During BiMixCo's stage the
+prior is conditioned on the mixed inputs' backbone and denoises the unmixed targets, as in
+MindEye's code. The EMA averages the encoder only.
 """
 
 from __future__ import annotations
@@ -32,7 +48,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -90,6 +106,9 @@ class FitResult:
         The moving average (``result.ema.copy_to(model)`` loads it).
     out_dir : Path | None
         The run folder.
+    prior : torch.nn.Module | None
+        The diffusion prior trained jointly (the best epoch's weights when ``restore_best``),
+        or ``None``.
     """
 
     model: nn.Module
@@ -101,6 +120,7 @@ class FitResult:
     stopped_early: bool = False
     ema: ModelEMA | None = None
     out_dir: Path | None = None
+    prior: nn.Module | None = None
 
 
 # ------------------------------------------------------------------ the loss
@@ -140,14 +160,42 @@ def _build_schedule(config: TrainConfig) -> Any:
         ) from err
 
 
-class _Objective(nn.Module):
-    """The model and the loss in one module, so that DDP averages the loss's scale too."""
+class JointOutput(NamedTuple):
+    """What the objective returns when a diffusion prior is trained with the encoder.
 
-    def __init__(self, model: nn.Module, loss: nn.Module | None, distributed: bool) -> None:
+    ``loss`` is what is minimised, ``contrastive + prior_weight * prior``; ``align``,
+    ``uniform`` and the accuracies are the contrastive loss's terms (as in
+    :class:`~brainalign.losses.LossOutput`).
+    """
+
+    loss: torch.Tensor
+    align: torch.Tensor | None
+    uniform: torch.Tensor | None
+    accuracy_xy: torch.Tensor | None
+    accuracy_yx: torch.Tensor | None
+    contrastive: torch.Tensor
+    prior: torch.Tensor
+
+
+class _Objective(nn.Module):
+    """The model, the loss (and a jointly trained prior) in one module, so that DDP averages
+    the gradients of the loss's scale and of the prior too."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module | None,
+        distributed: bool,
+        prior: nn.Module | None = None,
+        prior_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
         self.distributed = distributed
+        self.prior_weight = float(prior_weight)
+        # registered last: without a prior the parameters (and their order) are unchanged
+        self.prior = prior
 
     def forward(
         self,
@@ -158,8 +206,35 @@ class _Objective(nn.Module):
         stage: Any = None,
         perm: torch.Tensor | None = None,
         betas: torch.Tensor | None = None,
+        prior_seed: int | None = None,
+        prior_rows: torch.Tensor | None = None,
+        prior_n_rows: int | None = None,
     ) -> Any:
-        z = F.normalize(_projected(self.model(x, subject)).flatten(1).float(), dim=1)
+        output = self.model(x, subject)
+        out = self._contrastive(_projected(output), target, labels, stage, perm, betas)
+        if self.prior is None:
+            return out
+        generator = None
+        if prior_seed is not None:
+            generator = torch.Generator("cpu").manual_seed(int(prior_seed))
+        prior = self.prior.loss(
+            _backbone(output).float(), target.float(), generator=generator, rows=prior_rows,
+            n_rows=prior_n_rows,
+        )  # fmt: skip
+        total = out.loss + self.prior_weight * prior
+        return JointOutput(total, out.align, out.uniform, out.accuracy_xy, out.accuracy_yx,
+                           out.loss, prior)  # fmt: skip
+
+    def _contrastive(
+        self,
+        projected: torch.Tensor,
+        target: torch.Tensor,
+        labels: torch.Tensor,
+        stage: Any,
+        perm: torch.Tensor | None,
+        betas: torch.Tensor | None,
+    ) -> Any:
+        z = F.normalize(projected.flatten(1).float(), dim=1)
         t = F.normalize(target.flatten(1).float(), dim=1)
         if z.shape != t.shape:
             raise ValueError(
@@ -180,6 +255,14 @@ def _labelled_types() -> tuple[type, ...]:
     from brainalign import losses
 
     return (losses.ClipLoss, losses.SigLipLoss, losses.DCLLoss)
+
+
+def _backbone(output: Any) -> torch.Tensor:
+    """The regression output that conditions the prior (the tensor itself for plain models)."""
+    backbone = getattr(output, "backbone", None)
+    if backbone is None:
+        return _projected(output)
+    return backbone  # type: ignore[no-any-return]
 
 
 def _projected(output: Any) -> torch.Tensor:
@@ -362,6 +445,52 @@ def _all_ranks_mean(value: torch.Tensor, world_size: int) -> float:
     return float(value)
 
 
+def _all_ranks_means(values: Sequence[torch.Tensor], world_size: int) -> list[float]:
+    """:func:`_all_ranks_mean` of several scalars in one reduction."""
+    stacked = torch.stack([v.detach().float() for v in values])
+    if world_size > 1:
+        dist.all_reduce(stacked)
+        stacked = stacked / world_size
+    return [float(v) for v in stacked.cpu()]
+
+
+def _check_prior(prior: Any, config: TrainConfig, train_data: BrainTargetDataset) -> None:
+    if config.prior_weight > 0 and prior is None:
+        raise ValueError(
+            f"TrainConfig.prior_weight={config.prior_weight} trains a diffusion prior with the "
+            "encoder, but fit got no prior: pass prior=brainalign.reconstruct."
+            "build_joint_prior(config, train_data.target_shape) (the training layer does not "
+            "build reconstruction models), or set prior_weight=0."
+        )
+    if prior is None:
+        return
+    if config.prior_weight == 0:
+        raise ValueError(
+            "fit got a prior but TrainConfig.prior_weight=0, so it would not be trained; set "
+            "prior_weight (MindEye: 30) or drop the prior."
+        )
+    if not isinstance(prior, nn.Module) or not callable(getattr(prior, "loss", None)):
+        raise TypeError(
+            f"'prior' must be an nn.Module with a loss(condition, target, generator=, rows=, "
+            f"n_rows=) method (brainalign.reconstruct.DiffusionPrior), got "
+            f"{type(prior).__name__}."
+        )
+
+
+def _prior_seed(seed: int, step: int) -> int:
+    """Seed of a step's prior draws: a function of the run's seed and the global step."""
+    return int(np.random.SeedSequence([seed, step, 0x5052]).generate_state(1)[0])
+
+
+def _prior_config(prior: nn.Module) -> dict[str, Any] | None:
+    import dataclasses
+
+    config = getattr(prior, "config", None)
+    if config is not None and dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    return None
+
+
 # --------------------------------------------------------------------- fit
 def fit(
     model: nn.Module | None,
@@ -369,6 +498,7 @@ def fit(
     val_data: BrainTargetDataset | None = None,
     config: TrainConfig | None = None,
     *,
+    prior: nn.Module | None = None,
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
     verbose: bool = True,
@@ -388,6 +518,11 @@ def fit(
         Validation trials, scored by retrieval after each epoch (early stopping needs them).
     config : TrainConfig | None
         The settings (defaults when ``None``).
+    prior : torch.nn.Module | None
+        A diffusion prior to train jointly, with ``config.prior_weight > 0`` (MindEye); build
+        it with ``brainalign.reconstruct.build_joint_prior(config, train_data.target_shape)``.
+        Trained in place and moved to the device; ``None`` without ``prior_weight``. On resume,
+        its weights come from the checkpoint.
     resume : bool
         Continue from :func:`~brainalign.train.latest_checkpoint` of ``config.out_dir`` (from
         scratch when there is none). The result equals an uninterrupted run's.
@@ -407,7 +542,11 @@ def fit(
     -----
     ``metrics.jsonl`` in ``out_dir`` gets one JSON object per ``log_every`` steps (``step``,
     ``epoch``, ``loss``, ``align``, ``uniform``, ``acc_brain_to_target``, ``lr``,
-    ``grad_norm``) and one per epoch with the validation metrics (``"event": "epoch"``).
+    ``grad_norm``) and one per epoch with the validation metrics (``"event": "epoch"``). With a
+    prior, ``loss`` is the total minimised, and each step record adds ``contrastive_loss`` and
+    ``prior_loss`` (the epoch records ``train_contrastive_loss`` and ``train_prior_loss``); the
+    checkpoints hold ``prior`` (its state dict), ``prior_config`` and, with ``restore_best``,
+    ``best_prior`` (:func:`brainalign.reconstruct.load_joint_prior` reads them).
     """
     threads = getattr(config, "cpu_threads", None)
     before = torch.get_num_threads()
@@ -419,6 +558,7 @@ def fit(
             train_data,
             val_data,
             config,
+            prior=prior,
             resume=resume,
             callbacks=callbacks,
             verbose=verbose,
@@ -433,6 +573,7 @@ def _fit(
     val_data: BrainTargetDataset | None = None,
     config: TrainConfig | None = None,
     *,
+    prior: nn.Module | None = None,
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
     verbose: bool = True,
@@ -452,6 +593,7 @@ def _fit(
             f"TrainConfig.patience={config.patience} needs validation data: pass val_data, or "
             "set patience=None."
         )
+    _check_prior(prior, config, train_data)
     rank, world_size = _dist_info()
     distributed = world_size > 1
     main = rank == 0
@@ -463,7 +605,9 @@ def _fit(
     model.to(device)
     loss_module = build_loss(config, distributed=distributed)
     schedule = _build_schedule(config)
-    objective = _Objective(model, loss_module, distributed).to(device)
+    if prior is not None:
+        prior.to(device)
+    objective = _Objective(model, loss_module, distributed, prior, config.prior_weight).to(device)
     optimizer = _optimizer(objective.named_parameters(), config)
 
     batches0 = epoch_batches(
@@ -497,7 +641,10 @@ def _fit(
         "epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": None,
         "bad_epochs": 0, "history": [], "stopped": False, "train_loss_sum": 0.0,
     }  # fmt: skip
+    if prior is not None:
+        trainer.update(contrastive_loss_sum=0.0, prior_loss_sum=0.0)
     best_state: dict[str, torch.Tensor] | None = None
+    best_prior: dict[str, torch.Tensor] | None = None
     metrics_path = out_dir / METRICS_NAME if out_dir is not None else None
 
     checkpoint = latest_checkpoint(out_dir) if resume and out_dir is not None else None
@@ -505,6 +652,23 @@ def _fit(
         logger.info("No checkpoint in %s; training from scratch.", out_dir)
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, map_location=device)
+        if (state.get("prior") is not None) != (prior is not None):
+            raise ValueError(
+                f"The checkpoint {str(checkpoint)!r} was written "
+                + ("with" if prior is None else "without")
+                + " a jointly trained prior, and this fit has "
+                + ("none" if prior is None else "one")
+                + "; resume with the run's own config (its prior_weight) and prior."
+            )
+        if prior is not None:
+            try:
+                prior.load_state_dict(state["prior"])
+            except RuntimeError as err:
+                raise ValueError(
+                    f"The prior in {str(checkpoint)!r} does not fit the prior passed to fit "
+                    f"(build it from the run's config, prior_kwargs included): {err}"
+                ) from err
+            best_prior = state.get("best_prior")
         model.load_state_dict(state["model"])
         if loss_module is not None and state.get("loss") is not None:
             loss_module.load_state_dict(state["loss"])
@@ -550,6 +714,10 @@ def _fit(
                 "best_model": best_state,
                 "rng": rngs,
             }
+            if prior is not None:
+                state["prior"] = prior.state_dict()
+                state["prior_config"] = _prior_config(prior)
+                state["best_prior"] = best_prior
             save_checkpoint(out_dir, state, step=trainer["step"], config=config,
                             keep=config.keep_checkpoints)  # fmt: skip
         if distributed:
@@ -582,8 +750,14 @@ def _fit(
                 rng = np.random.default_rng([config.seed, epoch, b, rank])
                 perm = _within_subject_perm(batch.subject, rng)
                 x, perm, betas, _ = mixco(x, perm=perm, seed=rng)
+            prior_kw: dict[str, Any] = {}
+            if prior is not None:  # the global batch's draws; this rank's rows of them
+                rows = torch.arange(len(batch)) * world_size + rank
+                prior_kw = {"prior_seed": _prior_seed(config.seed, trainer["step"]),
+                            "prior_rows": rows, "prior_n_rows": config.batch_size}  # fmt: skip
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out = wrapped(x, batch.subject, batch.target, batch.stimulus, stage, perm, betas)
+                out = wrapped(x, batch.subject, batch.target, batch.stimulus, stage, perm, betas,
+                              **prior_kw)  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if config.grad_clip is not None:
@@ -596,9 +770,18 @@ def _fit(
                 ema.update(model)
             trainer["step"] += 1
             trainer["batch"] = b + 1
-            loss_value = _all_ranks_mean(out.loss, world_size)
+            if prior is None:
+                loss_value = _all_ranks_mean(out.loss, world_size)
+            else:
+                loss_value, contrastive_value, prior_value = _all_ranks_means(
+                    (out.loss, out.contrastive, out.prior), world_size
+                )
+                trainer["contrastive_loss_sum"] += contrastive_value
+                trainer["prior_loss_sum"] += prior_value
             trainer["train_loss_sum"] += loss_value
             record = {"event": "step", "step": trainer["step"], "epoch": epoch, "loss": loss_value}
+            if prior is not None:
+                record.update(contrastive_loss=contrastive_value, prior_loss=prior_value)
             if trainer["step"] % config.log_every == 0:
                 for key, name in (("align", "align"), ("uniform", "uniform"),
                                   ("accuracy_xy", "acc_brain_to_target")):  # fmt: skip
@@ -636,6 +819,9 @@ def _fit(
             "step": trainer["step"],
             "train_loss": trainer["train_loss_sum"] / max(1, len(batches)),
         }
+        if prior is not None:
+            for name in ("contrastive_loss", "prior_loss"):
+                entry[f"train_{name}"] = trainer[f"{name}_sum"] / max(1, len(batches))
         if val_data is not None:
             context = ema.swapped(model) if ema is not None else contextlib.nullcontext()
             with context:
@@ -649,6 +835,8 @@ def _fit(
                 if config.restore_best:
                     source = ema.state_dict() if ema is not None else model.state_dict()
                     best_state = {k: v.detach().clone() for k, v in source.items()}
+                    if prior is not None:
+                        best_prior = {k: v.detach().clone() for k, v in prior.state_dict().items()}
             else:
                 trainer["bad_epochs"] += 1
             if config.patience is not None and trainer["bad_epochs"] >= config.patience:
@@ -663,11 +851,17 @@ def _fit(
             stop = True
         epoch += 1
         trainer.update(epoch=epoch, batch=0, train_loss_sum=0.0, stopped=stop)
+        if prior is not None:
+            trainer.update(contrastive_loss_sum=0.0, prior_loss_sum=0.0)
         _save()
     if bar is not None:
         bar.close()  # type: ignore[attr-defined]
     if config.restore_best and best_state is not None:
         model.load_state_dict(best_state)
+        if prior is not None and best_prior is not None:
+            prior.load_state_dict(best_prior)
+    if prior is not None:
+        prior.eval()
     return FitResult(
         model=model,
         loss=loss_module,
@@ -678,4 +872,5 @@ def _fit(
         stopped_early=bool(trainer["stopped"]) and epoch < config.epochs,
         ema=ema,
         out_dir=out_dir,
+        prior=prior,
     )
