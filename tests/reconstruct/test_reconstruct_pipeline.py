@@ -156,10 +156,18 @@ def test_low_level_start_of_the_standin_is_the_documented_blend(plain_run, datas
         np.testing.assert_allclose(low.images[sub], expected, atol=1e-6)
     # the ceiling is the decoder's drawing of the true embedding alone
     np.testing.assert_array_equal(low.images["ceiling"], base.images["ceiling"])
-    # strength 1: the start is ignored
+    # the same starts given back (no refit), another strength; 1: the start is ignored
+    again = reconstruct_from_decoding(
+        plain_run, dataset, low_level=low.low_level_images, strength=0.3, out_dir=tmp_path,
+        **FAST,
+    )  # fmt: skip
+    expected = 0.7 * _resize(low.low_level_images["02"], 16) + 0.3 * base.images["02"]
+    np.testing.assert_allclose(again.images["02"], expected, atol=1e-6)
+    assert "strength=0.3" in again.method
     full = reconstruct_from_decoding(
-        plain_run, dataset, low_level=True, strength=1.0, out_dir=tmp_path, **FAST
-    )
+        plain_run, dataset, low_level=low.low_level_images, strength=1.0, out_dir=tmp_path,
+        **FAST,
+    )  # fmt: skip
     np.testing.assert_allclose(full.images["01"], base.images["01"], atol=1e-6)
     # the blurry starts resemble the seen images more than chance (PixCorr > 0)
     seen = _resize(low.seen, 8)
@@ -203,8 +211,14 @@ def test_strength_is_checked(plain_run, dataset, strength):
 
 
 def test_other_errors(plain_run, dataset):
-    with pytest.raises(TypeError, match=r"'low_level' must be True or False"):
+    with pytest.raises(TypeError, match=r"'low_level' must be True, False or a dict"):
         reconstruct_from_decoding(plain_run, dataset, low_level="yes", **FAST)
+    blurry = {"01": np.zeros((N_TEST, 4, 4, 3))}
+    with pytest.raises(ValueError, match=r"blurry images for subjects \['01'\], not for '02'"):
+        reconstruct_from_decoding(plain_run, dataset, low_level=blurry, **FAST)
+    blurry = {s: np.zeros((N_TEST, 4, 4)) for s in ("01", "02")}
+    with pytest.raises(ValueError, match=r"must have shape \(n_test=12, r, r, 3\)"):
+        reconstruct_from_decoding(plain_run, dataset, low_level=blurry, **FAST)
     with pytest.raises(ValueError, match=r"'prior' must be 'auto', a DiffusionPrior or None"):
         reconstruct_from_decoding(plain_run, dataset, prior="joint", **FAST)
     with pytest.raises(TypeError, match=r"'decoder' must be an EmbeddingDecoder"):

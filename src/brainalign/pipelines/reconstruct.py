@@ -139,7 +139,7 @@ def reconstruct_from_decoding(
     model: str = "contrastive",
     prior: Any = "auto",
     sample_kwargs: dict[str, Any] | None = None,
-    low_level: bool = False,
+    low_level: bool | dict[str, Any] = False,
     strength: float = DEFAULT_STRENGTH,
     low_level_resolution: int = 16,
     decoder: Any = None,
@@ -174,9 +174,12 @@ def reconstruct_from_decoding(
     sample_kwargs : dict | None
         Settings of :func:`~brainalign.reconstruct.sample` over :data:`SAMPLE_DEFAULTS`
         (DDIM, 50 steps, no guidance); seeded by ``seed``.
-    low_level : bool
+    low_level : bool | dict of str to array-like
         Start each reconstruction from the subject's blurry low-level prediction (img2img for a
-        diffusers decoder, a pixel blend for the stand-in; see the module's docstring).
+        diffusers decoder, a pixel blend for the stand-in; see the module's docstring). A dict
+        gives the blurry starts ``{subject: (n_test, r, r, 3)}`` instead of fitting them here
+        (e.g. ``low_level_images`` of an earlier result of the same run, to try several
+        strengths without refitting).
     strength : float in (0, 1]
         Share of the result that comes from the embedding on top of the low-level start (1:
         the start is ignored). Checked even without ``low_level``.
@@ -221,8 +224,11 @@ def reconstruct_from_decoding(
             f"got {model!r}."
         )
     strength = _check_strength(strength)
-    if not isinstance(low_level, bool):
-        raise TypeError(f"'low_level' must be True or False, got {low_level!r}.")
+    if not isinstance(low_level, bool | dict):
+        raise TypeError(
+            f"'low_level' must be True, False or a dict of blurry images per subject, got "
+            f"{low_level!r}."
+        )
     ids = np.asarray(results.stimulus_ids).astype(str)
     test_ids = np.asarray(results.test_ids).astype(str)
     row = {sid: i for i, sid in enumerate(ids)}
@@ -233,7 +239,7 @@ def reconstruct_from_decoding(
     # 1. the embeddings to draw
     prior_module, prior_label = _resolve_prior(prior, results, model, device)
     prep = None
-    if prior_module is not None or low_level:
+    if prior_module is not None or low_level is True:
         prep = _prepared(results, dataset)
     embeddings = {sub: np.asarray(emb) for sub, emb in results.embeddings[model].items()}
     if prior_module is not None:
@@ -255,10 +261,13 @@ def reconstruct_from_decoding(
 
     # 2. the low-level starts
     blurry: dict[str, np.ndarray] = {}
-    if low_level:
+    if low_level is True:
         blurry = _low_level_images(
             prep, results, dataset, ids, resolution=low_level_resolution, device=device
         )
+    elif isinstance(low_level, dict):
+        blurry = _given_low_level(low_level, embeddings, len(test_ids))
+    low_level = bool(blurry) or low_level is True
 
     # 3. the decoder
     true_emb = results.targets[test_rows]
@@ -467,6 +476,23 @@ def _low_level_images(
         dec.fit(x, seen)
         logger.info("Low-level decoder of subject %s: alpha %g", sub, dec.alpha_)
         out[sub] = dec.predict(prep.test[sub])
+    return out
+
+
+def _given_low_level(given: dict[str, Any], embeddings: dict, n_test: int) -> dict[str, np.ndarray]:
+    out = {}
+    for sub in embeddings:
+        if sub not in given:
+            raise ValueError(
+                f"'low_level' gives blurry images for subjects {sorted(given)}, not for {sub!r}."
+            )
+        img = np.asarray(given[sub], dtype=np.float32)
+        if img.ndim != 4 or img.shape[0] != n_test or img.shape[-1] != 3:
+            raise ValueError(
+                f"The blurry images of subject {sub!r} must have shape (n_test={n_test}, r, r, 3), "
+                f"got {img.shape}."
+            )
+        out[sub] = img
     return out
 
 
