@@ -26,9 +26,11 @@
 # with published reconstruction numbers** (MindEye, Brain Diffuser, …); they are compared with
 # this decoder's own **ceiling**: its drawing of the *true* embedding of each test image.
 #
-# The second half demonstrates the MindEye path on the same embeddings: a diffusion prior
-# trained to map brain-decoded embeddings to image embeddings, sampled with classifier-free
-# guidance, and the diffusers decoder interface (a tiny *random* Kandinsky 2.2 pipeline).
+# Then the pieces of the MindEye path, on the same data: the **low-level start** (a blurry image
+# regressed from the voxels that the decoder starts from), a diffusion prior trained to map
+# brain-decoded embeddings to image embeddings (first trained afterwards, then **trained jointly
+# with the encoder**, as MindEye does), sampled with classifier-free guidance, and the diffusers
+# decoder interface (a tiny *random* Kandinsky 2.2 pipeline), img2img start included.
 #
 # With `BRAINALIGN_SMOKE=1` (used by CI) a tiny dataset is generated in a temporary folder and
 # everything is trained for a few steps; otherwise the default dataset is loaded (or generated
@@ -49,19 +51,26 @@ from diffusers.utils import logging as diffusers_logging
 
 from brainalign.data.repetitions import average_repetitions
 from brainalign.data.simulate.fmri import FMRISimulationConfig
-from brainalign.pipelines.decode import PREPROCESSING_NAME, DecodeConfig, decode_simulated_fmri
+from brainalign.models import build_model
+from brainalign.pipelines.decode import (
+    PREPROCESSING_NAME,
+    DecodeConfig,
+    decode_simulated_fmri,
+    evaluate_checkpoint,
+)
 from brainalign.pipelines.reconstruct import plot_reconstructions, reconstruct_from_decoding
 from brainalign.pipelines.simulate_fmri import default_simulated_fmri, simulate_fmri_dataset
 from brainalign.reconstruct import (
     EmbeddingDecoder,
     PriorConfig,
+    build_joint_prior,
     build_prior,
     load_image_decoder,
     reconstruction_metrics,
     sample,
     train_prior,
 )
-from brainalign.train import RidgeDecoder
+from brainalign.train import BrainTargetDataset, RidgeDecoder, fit, latest_checkpoint
 
 # quieter diffusers (no loading bars or accelerate hints)
 diffusers_logging.set_verbosity_error()
@@ -114,6 +123,11 @@ SIZES = {
     "prior": (dict(width=64, depth=2, n_heads=4) if SMOKE else dict(width=256, depth=4, n_heads=8)),
     "prior_steps": 150 if SMOKE else 3000,
     "sample_steps": 10 if SMOKE else 50,
+    # the low-level start: share of the result that comes from the embedding
+    "strength": 0.75,
+    # the prior trained jointly with the encoder: its loss weight and the encoder's epochs
+    "prior_weight": 1.0,
+    "joint_epochs": 8 if SMOKE else config.train.epochs,
 }
 dataset
 
@@ -194,6 +208,49 @@ of_ceiling = (summary.loc["mean"] - chance) / headroom.where(headroom > 1e-6)
 pd.concat([summary, of_ceiling.to_frame("of ceiling").T]).round(3)
 
 # %% [markdown]
+# ## The low-level start
+#
+# MindEye also regresses a *blurry* version of the seen image from the voxels and starts the
+# diffusion decoder from it (img2img), so that layout and colours survive the semantic decoding.
+# With `low_level=True`, a ridge map per subject (`LowLevelDecoder`, penalty by 5-fold
+# cross-validation over the run's `ridge_alphas`) predicts 16-px images from the subject's
+# non-test trials, and each reconstruction starts from the prediction for its test response.
+# With a diffusers decoder this is img2img: the blurry image is noised to `strength` and
+# denoised under the embedding. **The stand-in decoder is not a diffusion model and cannot
+# start from an image**, so with it the low-level start is a documented *pixel blend*,
+# `(1 - strength) · blurry + strength · drawing`; `strength` keeps its img2img meaning, the share
+# of the result that comes from the embedding (1 ignores the start). The ceiling stays the
+# decoder's drawing of the true embedding alone.
+
+# %%
+recon_low = reconstruct_from_decoding(
+    results,
+    dataset,
+    model="contrastive",
+    low_level=True,
+    strength=SIZES["strength"],
+    image_size=SIZES["image_size"],
+    channels=SIZES["decoder_channels"],
+    epochs=SIZES["decoder_epochs"],
+    n_bootstrap=SIZES["n_bootstrap"],
+    out_dir=recon_dir,  # the stand-in decoder trained above is loaded from here
+    device="cpu",
+    verbose=False,
+)
+print(recon_low.method)
+fig = plot_reconstructions(recon_low, n_images=8)
+plt.show()
+
+# %%
+pd.concat(
+    {
+        "drawn directly": recon.summary().loc[["mean"]],
+        f"low-level start, strength {SIZES['strength']:g}": recon_low.summary().loc[["mean"]],
+        "ceiling": recon.summary().loc[["ceiling"]],
+    }
+).droplevel(1).round(3)
+
+# %% [markdown]
 # ## The MindEye path: a diffusion prior from brain embeddings to image embeddings
 #
 # MindEye does not draw the brain encoder's output directly: a diffusion prior first maps it
@@ -226,9 +283,9 @@ for sub in dataset.subjects:
     fold_of = dict(zip(train_stimuli, rng.permutation(len(train_stimuli)) % 5))
     for fold in range(5):
         held = [s for s in train_stimuli if fold_of[s] == fold]
-        fit = keep[[fold_of[s] != fold for s in stim[keep]]]
+        fit_rows = keep[[fold_of[s] != fold for s in stim[keep]]]
         ridge = RidgeDecoder(alphas=config.ridge_alphas).fit(
-            X[fit], results.targets[[row_of[s] for s in stim[fit]]]
+            X[fit_rows], results.targets[[row_of[s] for s in stim[fit_rows]]]
         )
         pred_rows = keep[np.isin(stim[keep], held)]
         avg = average_repetitions(rec.select(trials=pred_rows))
@@ -348,6 +405,85 @@ fig.suptitle(f"sub-{first}, stand-in decoder (trained on the dataset's own train
 plt.show()
 
 # %% [markdown]
+# ## A prior trained jointly with the encoder (MindEye)
+#
+# MindEye does not train its prior afterwards: the prior's loss is added to the contrastive loss
+# (`loss = contrastive + prior_weight · prior`, weight 30 in the paper) and both are trained
+# together, the prior conditioned on the encoder's *backbone* output (the projector only feeds
+# the contrastive loss), denoising the target embedding. `TrainConfig.prior_weight > 0` turns
+# this on, with the prior network from `build_joint_prior(config, target_shape)` given to `fit`
+# (its shape from `TrainConfig.prior_kwargs`); the prior's loss is logged next to the
+# contrastive loss and the prior is saved in every checkpoint.
+#
+# Here the run's encoder recipe is trained again, with a prior, on the same standardised
+# responses (all the non-test trials, no validation split), into a `train_joint/` folder of
+# the run. `evaluate_checkpoint` reads that checkpoint like any other, and
+# `reconstruct_from_decoding` finds the prior in it and uses it: the backbone output of each
+# averaged test response → the jointly trained prior (DDIM, seeded) → the stand-in decoder.
+
+# %%
+brain, stimulus_rows = {}, {}
+for sub in dataset.subjects:
+    rec = dataset[sub]
+    stim = rec.trials["stimulus_id"].astype(str).to_numpy()
+    keep = rec.trials["split"].astype(str).to_numpy() != "test"
+    X = (np.asarray(rec.data, dtype=np.float32) - stats[f"mean/{sub}"]) / stats[f"std/{sub}"]
+    brain[sub] = X[keep]
+    stimulus_rows[sub] = np.array([row_of[s] for s in stim[keep]])
+joint_data = BrainTargetDataset(brain, stimulus_rows, results.targets)
+joint_config = results.config.train.replace(
+    prior_weight=SIZES["prior_weight"],
+    prior_kwargs=SIZES["prior"],
+    epochs=SIZES["joint_epochs"],
+    patience=None,
+    restore_best=False,
+    out_dir=str(results.out_dir / "train_joint"),
+)
+torch.manual_seed(joint_config.seed)
+t0 = time.perf_counter()
+joint = fit(
+    build_model(joint_config.model, **joint_config.model_kwargs),
+    joint_data,
+    None,
+    joint_config,
+    prior=build_joint_prior(joint_config, joint_data.target_shape),
+    verbose=False,
+)
+print(f"encoder + prior: {joint.n_steps} steps in {time.perf_counter() - t0:.1f} s")
+history = pd.DataFrame(joint.history)
+fig, axes = plt.subplots(1, 2, figsize=(7, 2.5), layout="constrained")
+for ax, key in zip(axes, ("train_contrastive_loss", "train_prior_loss")):
+    ax.plot(history["epoch"], history[key], marker="o", ms=3)
+    ax.set_xlabel("epoch")
+    ax.set_title(key.replace("train_", "").replace("_", " "), fontsize=9)
+plt.show()
+
+# %%
+joint_results = evaluate_checkpoint(
+    latest_checkpoint(joint_config.out_dir), dataset, ridge=False, verbose=False
+)
+recon_joint = reconstruct_from_decoding(
+    joint_results,
+    dataset,
+    sample_kwargs={"num_inference_steps": SIZES["sample_steps"]},
+    image_size=SIZES["image_size"],
+    channels=SIZES["decoder_channels"],
+    epochs=SIZES["decoder_epochs"],
+    n_bootstrap=SIZES["n_bootstrap"],
+    out_dir=recon_dir,
+    device="cpu",
+    verbose=False,
+)
+print(recon_joint.method)
+pd.concat(
+    {
+        "run's encoder, drawn directly": recon.summary().loc[["mean"]],
+        "joint encoder → joint prior": recon_joint.summary().loc[["mean"]],
+        "ceiling": recon.summary().loc[["ceiling"]],
+    }
+).droplevel(1).round(3)
+
+# %% [markdown]
 # ## A diffusers decoder: Kandinsky 2.2 through `EmbeddingDecoder`
 #
 # With a network, the prior's samples would go to a pretrained decoder, e.g.
@@ -379,6 +515,28 @@ for ax, img in zip(axes, noise_images):
     ax.set_yticks([])
 fig.suptitle("tiny random Kandinsky 2.2 decoder: noise by construction", fontsize=8)
 plt.show()
+
+# %% [markdown]
+# The same decoder in the reconstruction job, started from the low-level images: with a
+# diffusers decoder, `low_level=True` runs img2img (the blurry image noised to `strength`, then
+# denoised under the embedding), and the run's standardised embeddings are mapped back to the
+# targets' own scale first. Still random weights: the images (and so their metrics) are noise.
+
+# %%
+recon_kandinsky = reconstruct_from_decoding(
+    results,
+    dataset,
+    decoder=kandinsky,
+    decoder_kwargs={"num_inference_steps": 4, "height": 32, "width": 32},
+    low_level=True,
+    strength=0.5,
+    image_size=SIZES["image_size"],
+    n_bootstrap=20,
+    device="cpu",
+    verbose=False,
+)
+print(recon_kandinsky.method)
+print({sub: imgs.shape for sub, imgs in recon_kandinsky.images.items()})
 
 # %%
 print(f"notebook ran in {time.perf_counter() - t_start:.0f} s")
