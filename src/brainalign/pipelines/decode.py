@@ -110,8 +110,112 @@ _DEFAULT_RIDGE_ALPHAS = (1.0, 10.0, 100.0, 316.0, 1000.0, 3162.0, 10000.0, 10000
 
 
 # --------------------------------------------------------------------------- the config
+class _SectionedConfig:
+    """YAML, dict and ``key=value`` override handling of a decoding config with a ``train:``
+    section (a :class:`~brainalign.train.TrainConfig`); subclasses are frozen dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (YAML ready); ``train`` as :meth:`TrainConfig.to_dict`."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "train":
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], overrides: Iterable[str] = ()) -> Any:
+        """Build from a mapping and ``key=value`` overrides (``train.lr=1e-3`` reaches into
+        ``train``; ``train.model_kwargs.hidden=256`` into its dicts)."""
+        import yaml
+
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"A {cls.__name__} is built from a mapping, got {type(values).__name__}."
+            )
+        values = dict(values)
+        train = values.pop("train", None) or {}
+        if isinstance(train, TrainConfig):
+            train = train.to_dict()
+        train_overrides = []
+        names = [f.name for f in dataclasses.fields(cls)]
+        for item in overrides:
+            if not isinstance(item, str) or "=" not in item:
+                raise ValueError(
+                    f"An override must be a string 'key=value' (e.g. 'n_draws=10' or "
+                    f"'train.lr=1e-3'), got {item!r}."
+                )
+            key, _, text = item.partition("=")
+            key = key.strip()
+            if key.startswith("train."):
+                train_overrides.append(f"{key[len('train.') :]}={text}")
+                continue
+            if key not in names or key == "train":
+                raise ValueError(
+                    f"Unknown decoding config key {key!r} in the override {item!r}."
+                    f"{suggest(key, names)} Allowed keys: {', '.join(names)} (training settings "
+                    "as train.<key>, e.g. train.lr=1e-3)."
+                )
+            try:
+                values[key] = yaml.safe_load(text) if text.strip() else None
+            except yaml.YAMLError as err:
+                raise ValueError(f"Cannot parse the value of the override {item!r}: {err}") from err
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            raise ValueError(
+                f"Unknown decoding config key {unknown[0]!r}.{suggest(str(unknown[0]), names)} "
+                f"Allowed keys: {', '.join(names)}."
+            )
+        train_config = TrainConfig.from_dict(
+            {**cls._default_train().to_dict(), **train}, train_overrides
+        )
+        return cls(**values, train=train_config)
+
+    @classmethod
+    def _default_train(cls) -> TrainConfig:
+        """The training settings that keys missing from a ``train:`` section take."""
+        return TrainConfig()
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: Iterable[str] = ()) -> Any:
+        """Read a YAML file (see ``configs/decode_simulated_*.yaml``) and apply overrides."""
+        import yaml
+
+        path = check_file(path, "path", what="YAML decoding config")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"Cannot parse the YAML config {str(path)!r}: {err}") from err
+        if not isinstance(values, Mapping):
+            raise ValueError(
+                f"The YAML config {str(path)!r} must hold a mapping of keys to values, got "
+                f"{type(values).__name__}."
+            )
+        try:
+            return cls.from_dict(values, overrides)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"In {str(path)!r}: {err}") from err
+
+    def to_yaml(self, path: str | os.PathLike) -> Path:
+        """Write the config as YAML, atomically; returns the path."""
+        import yaml
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "w") as fh:
+            yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
+        return path
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with some fields changed (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True)
-class DecodeConfig:
+class DecodeConfig(_SectionedConfig):
     """Everything the decoding job needs besides the data: targets, splits, training, evaluation.
 
     Attributes
@@ -226,95 +330,6 @@ class DecodeConfig:
             object.__setattr__(self, "gallery_sizes", tuple(int(n) for n in self.gallery_sizes))
 
     # ----------------------------------------------------------------- dicts / YAML
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (YAML ready); ``train`` as :meth:`TrainConfig.to_dict`."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "train":
-                value = value.to_dict()
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], overrides: Iterable[str] = ()) -> DecodeConfig:
-        """Build from a mapping and ``key=value`` overrides (``train.lr=1e-3`` reaches into
-        ``train``; ``train.model_kwargs.hidden=256`` into its dicts)."""
-        import yaml
-
-        if not isinstance(values, Mapping):
-            raise TypeError(f"A DecodeConfig is built from a mapping, got {type(values).__name__}.")
-        values = dict(values)
-        train = values.pop("train", None) or {}
-        if isinstance(train, TrainConfig):
-            train = train.to_dict()
-        train_overrides = []
-        names = [f.name for f in dataclasses.fields(cls)]
-        for item in overrides:
-            if not isinstance(item, str) or "=" not in item:
-                raise ValueError(
-                    f"An override must be a string 'key=value' (e.g. 'n_draws=10' or "
-                    f"'train.lr=1e-3'), got {item!r}."
-                )
-            key, _, text = item.partition("=")
-            key = key.strip()
-            if key.startswith("train."):
-                train_overrides.append(f"{key[len('train.') :]}={text}")
-                continue
-            if key not in names or key == "train":
-                raise ValueError(
-                    f"Unknown decoding config key {key!r} in the override {item!r}."
-                    f"{suggest(key, names)} Allowed keys: {', '.join(names)} (training settings "
-                    "as train.<key>, e.g. train.lr=1e-3)."
-                )
-            try:
-                values[key] = yaml.safe_load(text) if text.strip() else None
-            except yaml.YAMLError as err:
-                raise ValueError(f"Cannot parse the value of the override {item!r}: {err}") from err
-        unknown = [k for k in values if k not in names]
-        if unknown:
-            raise ValueError(
-                f"Unknown decoding config key {unknown[0]!r}.{suggest(str(unknown[0]), names)} "
-                f"Allowed keys: {', '.join(names)}."
-            )
-        train_config = TrainConfig.from_dict(train, train_overrides)
-        return cls(**values, train=train_config)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, overrides: Iterable[str] = ()) -> DecodeConfig:
-        """Read a YAML file (see ``configs/decode_simulated_fmri.yaml``) and apply overrides."""
-        import yaml
-
-        path = check_file(path, "path", what="YAML decoding config")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"Cannot parse the YAML config {str(path)!r}: {err}") from err
-        if not isinstance(values, Mapping):
-            raise ValueError(
-                f"The YAML config {str(path)!r} must hold a mapping of keys to values, got "
-                f"{type(values).__name__}."
-            )
-        try:
-            return cls.from_dict(values, overrides)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"In {str(path)!r}: {err}") from err
-
-    def to_yaml(self, path: str | os.PathLike) -> Path:
-        """Write the config as YAML, atomically; returns the path."""
-        import yaml
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path, "w") as fh:
-            yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
-        return path
-
-    def replace(self, **changes: Any) -> DecodeConfig:
-        """A copy with some fields changed (checked again)."""
-        return dataclasses.replace(self, **changes)
 
 
 def _as_decode_config(config: Any) -> DecodeConfig:
@@ -395,8 +410,14 @@ class DecodeResults:
         """Subjects evaluated."""
         return list(dict.fromkeys(self.table["subject"]))
 
-    def summary(self, protocol: str = "n-way") -> pd.DataFrame:
-        """Mean over subjects of one protocol: rows ``model``, columns ``(direction, metric)``."""
+    def summary(self, protocol: str | None = None) -> pd.DataFrame:
+        """Mean over subjects of one protocol: rows ``model``, columns ``(direction, metric)``.
+
+        ``protocol`` is ``"n-way"`` or ``"full-gallery"`` (fMRI) or ``"segments"`` (M/EEG);
+        ``None``: the table's first.
+        """
+        if protocol is None:
+            protocol = str(self.table["protocol"].iloc[0])
         check_option("protocol", protocol, sorted(set(self.table["protocol"])))
         sub = self.table[self.table["protocol"] == protocol]
         wide = sub.pivot_table(
@@ -451,9 +472,7 @@ class DecodeResults:
 
     def __str__(self) -> str:
         lines = [f"DecodeResults: {len(self.subjects)} subjects, {len(self.test_ids)} test stimuli"]
-        for protocol in ("n-way", "full-gallery"):
-            if protocol not in set(self.table["protocol"]):
-                continue
+        for protocol in dict.fromkeys(self.table["protocol"]):
             sub = self.table[self.table["protocol"] == protocol]
             n = sorted({int(v) for v in sub["n_gallery"]})
             lines.append(f"-- {protocol} (gallery {', '.join(map(str, n))}; mean over subjects)")
@@ -961,6 +980,9 @@ def train_from_config(
 ) -> DecodeResults:
     """``brainalign train CONFIG``: read a YAML decoding config, train, evaluate, save.
 
+    A config with ``kind: meeg-speech`` (``configs/decode_simulated_meg.yaml``) runs
+    :func:`~brainalign.pipelines.decode_meeg.decode_simulated_meeg` instead.
+
     Parameters
     ----------
     path : path-like
@@ -983,6 +1005,20 @@ def train_from_config(
     results : DecodeResults
         With ``results.checkpoint`` for :func:`evaluate_checkpoint`.
     """
+    import yaml
+
+    path = check_file(path, "path", what="YAML decoding config")
+    try:
+        kind = (yaml.safe_load(path.read_text()) or {}).get("kind")
+    except (yaml.YAMLError, AttributeError):
+        kind = None  # from_yaml reports what is wrong with the file
+    if kind == "meeg-speech":
+        from .decode_meeg import MEEGDecodeConfig, decode_simulated_meeg
+
+        meeg = MEEGDecodeConfig.from_yaml(path, overrides)
+        return decode_simulated_meeg(
+            None, config=meeg, out_dir=out_dir, resume=resume, verbose=verbose
+        )
     config = DecodeConfig.from_yaml(path, overrides)
     return decode_simulated_fmri(
         None, config=config, out_dir=out_dir, resume=resume, verbose=verbose
@@ -1092,7 +1128,7 @@ def evaluate_checkpoint(
 
 # --------------------------------------------------------------------------- plots
 _COLORS = {"contrastive": "C0", "ridge": "C1", "ceiling": "k"}
-_LABELS = {"brain_to_stimulus": "brain → image", "stimulus_to_brain": "image → brain"}
+_LABELS = {"brain_to_stimulus": "brain → stimulus", "stimulus_to_brain": "stimulus → brain"}
 
 
 def plot_retrieval_vs_gallery(results: DecodeResults, *, ax: Any = None) -> Any:
@@ -1115,7 +1151,8 @@ def plot_retrieval_vs_gallery(results: DecodeResults, *, ax: Any = None) -> Any:
         if len(axes) != 2:
             raise ValueError("'ax' must be two axes (brain → image, image → brain).")
         fig = axes[0].figure
-    ceiling = results.table[results.table["model"] == "ceiling"]
+    table = results.table
+    ceiling = table[(table["model"] == "ceiling") & (table["metric"] == "top1")]
     for a, direction in zip(axes, DIRECTIONS, strict=True):
         sub = curves[curves["direction"] == direction]
         for model, group in sub.groupby("model", sort=False):

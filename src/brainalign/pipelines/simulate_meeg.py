@@ -81,6 +81,7 @@ __all__ = [
     "DEFAULT_TEXT",
     "SimulatedMEEG",
     "SpeechStimuli",
+    "default_simulated_meeg",
     "load_simulated_meeg",
     "simulate_meeg_dataset",
     "simulate_meeg_images_dataset",
@@ -666,6 +667,59 @@ def load_simulated_meeg(folder: str | os.PathLike, *, verbose: bool = False) -> 
     reader = dict(manifest.reader.options) if manifest.reader is not None else {}
     recordings, clean, stimuli = _read_back(root, truth, reader, options, verbose)
     return SimulatedMEEG(root, manifest, truth, recordings, clean, stimuli)
+
+
+#: Version of the default cached M/EEG dataset's folder name; bump it when its content changes.
+_DEFAULT_VERSION = 1
+
+
+def default_simulated_meeg(
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    duration: float = 300.0,
+    verbose: bool = True,
+) -> SimulatedMEEG:
+    """The default simulated MEG speech dataset (seed 0), generated once and cached.
+
+    Two subjects listen to ``duration`` seconds of the default story (592 words for 300 s),
+    208-channel MEG at SNR 0.1: :func:`simulate_meeg_dataset` with its defaults. About a minute
+    on 2 CPU cores the first time.
+
+    Parameters
+    ----------
+    cache_dir : path-like | None
+        Folder holding cached datasets; default ``$BRAINALIGN_CACHE/simulated`` (or
+        ``~/.cache/brainalign/simulated``). The dataset is the sub-folder
+        ``meg-speech-v<version>-<duration>s-seed0``, generated under a temporary name and
+        renamed when complete (concurrent callers never see a partial folder).
+    duration : float
+        Seconds of speech (shorter datasets for quick runs and tests).
+    verbose : bool
+        Progress while generating.
+
+    Returns
+    -------
+    dataset : SimulatedMEEG
+    """
+    from brainalign.data.simulate._common import MANIFEST_NAME, generate_atomically
+
+    check_positive("duration", duration)
+    if cache_dir is None:
+        from brainalign.targets.cache import default_cache_dir
+
+        root = default_cache_dir().parent / "simulated"
+    else:
+        root = Path(cache_dir).expanduser()
+    dest = root / f"meg-speech-v{_DEFAULT_VERSION}-{float(duration):g}s-seed0"
+    if not (dest / MANIFEST_NAME).is_file():
+        dest, _ = generate_atomically(
+            dest,
+            lambda tmp: simulate_meeg_dataset(
+                tmp, seed=0, duration=float(duration), overwrite=True, verbose=verbose
+            ),
+            if_exists="keep",
+        )
+    return load_simulated_meeg(dest)
 
 
 def simulate_meeg_dataset(
