@@ -217,7 +217,8 @@ class _Objective(nn.Module):
         generator = None
         if prior_seed is not None:
             generator = torch.Generator("cpu").manual_seed(int(prior_seed))
-        prior = self.prior.loss(
+        module: Any = self.prior  # a DiffusionPrior: the loss method is duck-typed here
+        prior = module.loss(
             _backbone(output).float(), target.float(), generator=generator, rows=prior_rows,
             n_rows=prior_n_rows,
         )  # fmt: skip
