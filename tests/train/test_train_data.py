@@ -81,3 +81,27 @@ def test_order_depends_on_seed_and_epoch_only():
     assert sorted(torch.cat(a).tolist()) == list(range(20))
     with pytest.raises(ValueError, match="divisible by the world size 3"):
         epoch_batches(20, 4, seed=0, epoch=0, world_size=3)
+
+
+def test_a_dataloader_with_pin_memory_pins_every_tensor_of_a_batch(monkeypatch):
+    """torch pins only objects with a ``pin_memory`` method; Batch has one (CPU-testable by
+    recording the calls instead of page-locking, which needs an accelerator)."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    from brainalign.train.data import Batch, BrainTargetDataset
+
+    data = BrainTargetDataset(torch.randn(6, 4), torch.arange(6), torch.randn(6, 3))
+    batch = data.batch([0, 3, 5])
+    pinned: list[tuple[int, ...]] = []
+
+    def fake_pin(self, *args, **kwargs):
+        pinned.append(tuple(self.shape))
+        return self.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    out = pin_memory(batch)
+    assert isinstance(out, Batch)
+    assert sorted(pinned) == sorted([(3, 4), (3,), (3, 3), (3,)])
+    assert out.subject == batch.subject
+    for name in ("x", "stimulus", "target", "index"):
+        torch.testing.assert_close(getattr(out, name), getattr(batch, name))

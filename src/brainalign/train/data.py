@@ -65,6 +65,20 @@ class Batch:
             self.index.to(device),
         )
 
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked memory, so ``to(cuda, non_blocking=True)`` overlaps.
+
+        ``DataLoader(pin_memory=True)`` calls this: torch pins only tensors, mappings,
+        sequences and objects with this method, so without it a :class:`Batch` stays pageable.
+        """
+        return Batch(
+            self.x.pin_memory(),
+            self.subject,
+            self.stimulus.pin_memory(),
+            self.target.pin_memory(),
+            self.index.pin_memory(),
+        )
+
 
 def _as_tensor(value: Any, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
