@@ -72,6 +72,23 @@ def test_tau_a_with_ties_equals_naive_count(rng):
     assert np.all(np.abs(ours) <= np.abs(compare_rdms(a, b, "tau-b")) + 1e-15)
 
 
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_tau_a_of_long_rdms_with_ties_equals_rsatoolbox(rng, as_torch):
+    # 100 stimuli: each RDM ranked on its own, categorical models by the few-distinct path
+    a, b = rdm_sets(rng, 100)
+    a[2] = np.round(a[2] * 40)  # data with many ties
+    ref = rsa_compare(a, b, "tau-a")
+    ours = (
+        compare_rdms(torch.from_numpy(a), b, "tau-a") if as_torch else compare_rdms(a, b, "tau-a")
+    )
+    assert isinstance(ours, torch.Tensor) == as_torch
+    np.testing.assert_allclose(np.asarray(ours), ref, rtol=0, atol=1e-12)
+    # a set with itself: each pair counted once, both triangles filled
+    np.testing.assert_allclose(
+        compare_rdms(b, method="tau-a"), rsa_compare(b, b, "tau-a"), atol=1e-12
+    )
+
+
 def test_rho_a_definition(rng):
     a, b = rdm_sets(rng, 8)
     n = a.shape[1]

@@ -1,12 +1,15 @@
 """Rank statistics for many vectors at once: average ranks, ties, Kendall's tau in O(n log n).
 
 Kendall's tau counts discordant pairs as the inversions of one vector read in the order of the
-other. The inversions of all vectors of a batch are counted together by a bottom-up merge sort: at
-each level every pair of sorted neighbouring blocks is merged by one batched sort in which the
-right-hand elements carry a flag bit; the merged positions of the flagged elements give the number
-of left-hand elements greater than each of them. ``log2(n)`` batched sorts (SIMD sorts of short
-rows, linear-time timsort merges of long ones) replace scipy/rsatoolbox's per-pair compiled merge
-sort.
+other. On the CPU every vector is sorted once (its order and dense ranks are shared by all the
+comparisons it takes part in) and the discordant pairs of each pair of vectors are counted by
+scipy's compiled Fenwick-tree counter (``scipy.stats._stats._kendall_dis``, the one
+``scipy.stats.kendalltau`` and rsatoolbox use, without their two sorts per comparison). Off the
+CPU, and on the CPU if scipy ever stops providing that counter, the inversions of all vectors of
+a batch are counted together by a bottom-up merge sort: at each level every pair of sorted
+neighbouring blocks is merged by one batched sort in which the right-hand elements carry a flag
+bit; the merged positions of the flagged elements give the number of left-hand elements greater
+than each of them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
+try:  # compiled discordant-pair count (private to scipy; rsatoolbox imports it the same way)
+    from scipy.stats._stats import _kendall_dis as _scipy_kendall_dis
+except ImportError:  # pragma: no cover - depends on the scipy version; the merge sort counts
+    _scipy_kendall_dis = None
 
 __all__ = ["SortInfo", "count_inversions", "kendall_tau", "rankdata", "sort_info"]
 
@@ -302,7 +310,8 @@ def kendall_tau(a: torch.Tensor, b: torch.Tensor, variant: str = "a") -> torch.T
     ----------
     a : tensor, shape (n_a, n)
     b : tensor, shape (n_b, n)
-        Values without NaN.
+        Values without NaN. Passing the same tensor twice (``b is a``) computes each unordered
+        pair of rows once.
     variant : {"a", "b"}
         ``"a"``: (concordant - discordant) / (n (n - 1) / 2). ``"b"``: divided by
         ``sqrt((n0 - n1) (n0 - n2))`` with ``n1``, ``n2`` the pairs tied in ``a``, ``b``
@@ -311,13 +320,221 @@ def kendall_tau(a: torch.Tensor, b: torch.Tensor, variant: str = "a") -> torch.T
     Returns
     -------
     tau : float64 tensor, shape (n_a, n_b)
+        On the device of ``a``.
 
     Notes
     -----
     ``concordant - discordant = n0 - n1 - n2 + n3 - 2 * discordant`` with ``n3`` the pairs tied in
-    both. Discordant pairs are the inversions of one vector read in the order of the other; the
-    vector without ties gives the order, so that pairs tied in it need no care. When both have
-    ties, each pair of vectors is sorted lexicographically (one integer sort).
+    both, all counted exactly in integers. On the CPU each row is sorted once and the discordant
+    pairs of each pair of rows are counted in O(n log n) by scipy's compiled Fenwick tree; on
+    other devices by the batched merge sort of :func:`count_inversions`.
+    """
+    n = a.shape[-1]
+    n0 = n * (n - 1) // 2
+    if a.device.type == "cpu" and _scipy_kendall_dis is not None:
+        counts = _kendall_counts_numpy(a.numpy(), b.numpy(), same=b is a)
+        diff, ties_a, ties_b = (torch.from_numpy(c) for c in counts)
+    else:
+        diff, ties_a, ties_b = _kendall_counts_merge(a, b)
+    s = diff.to(torch.float64)
+    if variant == "a":
+        return s / n0 if n0 > 0 else torch.full_like(s, float("nan"))
+    denom = torch.sqrt(
+        (n0 - ties_a[:, None]).to(torch.float64) * (n0 - ties_b[None, :]).to(torch.float64)
+    )
+    return (s / denom).clamp(-1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class _DenseRanks:
+    """Each row of a (n_rows, n) array sorted once: what every Kendall comparison reuses.
+
+    Attributes
+    ----------
+    order : (n_rows, n) intp, argsort of each row.
+    dense : (n_rows, n) intp, 1-based dense rank of each element (ties share a rank).
+    levels : (n_rows,) int64, number of distinct values.
+    tie_pairs : (n_rows,) int64, tied pairs ``sum_g t_g (t_g - 1) / 2``.
+    """
+
+    order: np.ndarray
+    dense: np.ndarray
+    levels: np.ndarray
+    tie_pairs: np.ndarray
+
+
+#: Rows longer than this are ranked one at a time (shorter ones in one batched sort).
+_ROW_BY_ROW = 4096
+#: A long row whose strided sample of about 1,000 values has at most this many distinct values
+#: (a categorical model RDM, say) is ranked by binary search among its sorted distinct values.
+_FEW_DISTINCT = 256
+
+
+def _dense_ranks_numpy(x: np.ndarray, *, need_order: bool = True) -> _DenseRanks:
+    """Dense ranks of each row of ``x`` (n_rows, n): one sort per row.
+
+    ``need_order=False`` leaves ``order`` empty (0, n) when only the ranks are used. Long rows
+    with few distinct values avoid the argsort: their values are sorted (several times faster
+    than an argsort), the ranks found by binary search among the distinct values, and the order,
+    when needed, by NumPy's radix sort of the small integer ranks.
+    """
+    rows, n = x.shape
+    if n <= _ROW_BY_ROW:
+        order = np.argsort(x, axis=1)
+        dense, levels, tie_pairs = _dense_from_order(x, order)
+        return _DenseRanks(order, dense, levels, tie_pairs)
+    order = np.empty((rows if need_order else 0, n), dtype=np.intp)
+    dense = np.empty((rows, n), dtype=np.intp)
+    levels = np.empty(rows, dtype=np.int64)
+    tie_pairs = np.empty(rows, dtype=np.int64)
+    step = max(1, n // 1024)
+    for r in range(rows):
+        row = x[r]
+        few = np.unique(row[::step]).size <= _FEW_DISTINCT
+        o = None
+        if few:
+            values = np.sort(row)
+        else:
+            o, values = _argsort_row(row)
+        new = np.ones(n, dtype=bool)
+        np.not_equal(values[1:], values[:-1], out=new[1:])
+        if few:
+            distinct = values[new]
+            dense[r] = np.searchsorted(distinct, row)
+            dense[r] += 1
+            levels[r] = distinct.size
+        elif bool(new.all()):
+            dense[r][o] = np.arange(1, n + 1)
+            levels[r] = n
+        else:
+            dense_sorted = np.empty(n, dtype=np.intp)
+            np.cumsum(new, out=dense_sorted)
+            dense[r][o] = dense_sorted
+            levels[r] = dense_sorted[-1]
+        if levels[r] == n:
+            tie_pairs[r] = 0
+        else:
+            counts = np.diff(np.flatnonzero(np.r_[new, True]))
+            tie_pairs[r] = int((counts * (counts - 1) // 2).sum())
+        if need_order:
+            if o is None:
+                small = np.uint16 if levels[r] < 1 << 16 else np.intp
+                o = np.argsort(dense[r].astype(small), kind="stable")  # radix sort
+            order[r] = o
+    return _DenseRanks(order, dense, levels, tie_pairs)
+
+
+def _argsort_row(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Argsort of a long float row without NaN, and the sorted values.
+
+    Sorting 64-bit integers is about twice as fast as an argsort: each value becomes an
+    order-preserving integer whose lowest ``ceil(log2(n))`` bits are replaced by its index, so that
+    one integer sort gives the order. Values that differ only in those bits may come out of order;
+    the sorted values are checked and such a row is argsorted instead.
+    """
+    n = row.size
+    shift = max(1, (n - 1).bit_length())
+    if shift > 32:  # pragma: no cover - rows of more than 4e9 values
+        o = np.argsort(row)
+        return o, np.take(row, o)
+    bits = (row.astype(np.float64) + 0.0).view(np.uint64)  # a copy; -0.0 becomes +0.0
+    sign = np.uint64(1 << 63)
+    key = np.where(bits >= sign, ~bits, bits | sign)  # negatives reversed, below positives
+    key >>= np.uint64(shift)
+    key <<= np.uint64(shift)
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    key &= np.uint64((1 << shift) - 1)
+    o = key.astype(np.intp)
+    values = np.take(row, o)
+    if bool((values[1:] < values[:-1]).any()):
+        o = np.argsort(row)
+        values = np.take(row, o)
+    return o, values
+
+
+def _dense_from_order(
+    x: np.ndarray, order: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1-based dense ranks, numbers of distinct values and tied pairs of the rows of ``x``
+    (n_rows, n) given their argsort ``order``."""
+    rows, n = x.shape
+    values = np.take_along_axis(x, order, axis=1)
+    new = np.ones((rows, n), dtype=bool)
+    new[:, 1:] = values[:, 1:] != values[:, :-1]
+    dense_sorted = np.empty((rows, n), dtype=np.intp)
+    np.cumsum(new, axis=1, out=dense_sorted)
+    dense = np.empty_like(dense_sorted)
+    np.put_along_axis(dense, order, dense_sorted, axis=1)
+    levels = dense_sorted[:, -1].astype(np.int64) if n else np.zeros(rows, dtype=np.int64)
+    tie_pairs = np.zeros(rows, dtype=np.int64)
+    tied = np.flatnonzero(levels < n)
+    if tied.size:
+        # each element adds its position within its tie group: t (t - 1) / 2 per group
+        pos = np.arange(n)
+        group_start = np.maximum.accumulate(np.where(new[tied], pos, 0), axis=1)
+        tie_pairs[tied] = (pos - group_start).sum(axis=1)
+    return dense, levels, tie_pairs
+
+
+def _kendall_counts_numpy(
+    a: np.ndarray, b: np.ndarray, *, same: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``concordant - discordant`` (n_a, n_b) and the tied pairs of each row of ``a`` and ``b``.
+
+    ``b`` is read in the sorted order of each row of ``a`` (one gather for a chunk of rows of
+    ``b``); scipy's ``_kendall_dis(x, y)`` counts the pairs with ``x_i < x_j`` and ``y_i > y_j``
+    for ``x`` sorted (pairs tied in ``x`` are not counted) and ``y >= 1``.
+    """
+    count_discordant = _scipy_kendall_dis
+    if count_discordant is None:  # pragma: no cover - the caller checks
+        raise RuntimeError("scipy.stats._stats._kendall_dis is not available.")
+    n = a.shape[1]
+    n0 = n * (n - 1) // 2
+    ra = _dense_ranks_numpy(a)
+    rb = ra if same else _dense_ranks_numpy(b, need_order=False)
+    n_a, n_b = a.shape[0], b.shape[0]
+    diff = np.empty((n_a, n_b), dtype=np.int64)
+    chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    ties_a, ties_b = ra.tie_pairs.tolist(), rb.tie_pairs.tolist()
+    levels_a, levels_b = ra.levels.tolist(), rb.levels.tolist()
+    for i in range(n_a):
+        order = ra.order[i]
+        # a_i's dense ranks in its sorted order: 1, 1, 2, 3, 3, ...
+        x = np.arange(1, n + 1) if levels_a[i] == n else np.take(ra.dense[i], order)
+        for c in range(i if same else 0, n_b, chunk):
+            ys = np.take(rb.dense[c : c + chunk], order, axis=1)  # b_j in a_i's order
+            for k, y in enumerate(ys):
+                j = c + k
+                s = n0 - ties_a[i] - ties_b[j] - 2 * int(count_discordant(x, y))
+                if ties_a[i] and ties_b[j]:
+                    s += _joint_tie_pairs(x, y, levels_a[i], levels_b[j])
+                diff[i, j] = s
+    if same:
+        lower = np.tril_indices(n_a, -1)
+        diff[lower] = diff.T[lower]
+    return diff, ra.tie_pairs, rb.tie_pairs
+
+
+def _joint_tie_pairs(x: np.ndarray, y: np.ndarray, levels_x: int, levels_y: int) -> int:
+    """Pairs tied in both ``x`` and ``y`` (1-based dense ranks, (n,))."""
+    key = (x - 1) * levels_y + (y - 1)
+    if levels_x * levels_y <= max(4 * key.size, 1 << 16):
+        counts = np.bincount(key)  # few (x, y) combinations: e.g. categorical models
+    else:
+        key = np.sort(key)
+        bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
+        counts = np.diff(bounds)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def _kendall_counts_merge(
+    a: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """As :func:`_kendall_counts_numpy`, by the batched merge sort (any device).
+
+    The vector without ties gives the order, so that pairs tied in it need no care. When both
+    have ties, each pair of vectors is sorted lexicographically (one integer sort).
     """
     n = a.shape[-1]
     ia, ib = sort_info(a), sort_info(b)
@@ -347,14 +564,7 @@ def kendall_tau(a: torch.Tensor, b: torch.Tensor, variant: str = "a") -> torch.T
             joint = _tied_pairs_sorted(same)
             diff[i, js] = joint - 2 * count_inversions(seq)
     diff += n0 - ia.tie_pairs[:, None] - ib.tie_pairs[None, :]
-    s = diff.to(torch.float64)
-    if variant == "a":
-        return s / n0 if n0 > 0 else torch.full_like(s, float("nan"))
-    denom = torch.sqrt(
-        (n0 - ia.tie_pairs[:, None]).to(torch.float64)
-        * (n0 - ib.tie_pairs[None, :]).to(torch.float64)
-    )
-    return (s / denom).clamp(-1.0, 1.0)
+    return diff, ia.tie_pairs, ib.tie_pairs
 
 
 def _tied_pairs_sorted(same: torch.Tensor) -> torch.Tensor:
