@@ -1,8 +1,10 @@
 """brainalign.rsa against rsatoolbox: the same inputs, the results checked, the times compared.
 
 Run ``python benchmarks/bench_rsa.py`` (full sizes: the single operations, then the end-to-end
-analysis; about 15 minutes), ``--quick`` (small sizes, a few minutes) or ``--end-to-end`` (only
-the end-to-end analysis, at full or, with ``--quick``, small size). Times are the best of
+analysis; about 15 minutes), ``--quick`` (small sizes, a few minutes), ``--end-to-end`` (only
+the end-to-end analysis, at full or, with ``--quick``, small size) or ``--gpu-rdm`` (only a
+correlation RDM of 10,000 stimuli x 100,000 float32 features on CUDA, its time and peak memory;
+skipped without a GPU). Times are the best of
 ``--repeats`` runs for brainalign and of one run for rsatoolbox when it takes longer than 2 s;
 quote the ratios, which are measured in the same run (absolute times drift on shared machines).
 ``max |diff|`` is the largest absolute difference between the two results.
@@ -117,6 +119,14 @@ def bench_compare(rng: np.random.Generator, n: int, repeats: int) -> None:
     data = rng.random((1, n_pairs))
     models = rng.random((100, n_pairs))
     models[50:] = np.round(models[50:] * 4)  # half the models predict ties
+    # Kendall's tau-a of one RDM with one RDM (a model without ties, then a categorical one):
+    # short calls, so the best of more runs
+    for label, model in (("", models[:1]), (", tied model", models[50:51])):
+        ref_s, ref = best_time(
+            lambda m=model: compare(RDMs(data), RDMs(m), method="tau-a"), 5 * repeats
+        )
+        ours_s, ours = best_time(lambda m=model: compare_rdms(data, m, "tau-a"), 5 * repeats)
+        row(f"compare tau-a 1 vs 1{label}", f"{n} stimuli", ref_s, ours_s, np.abs(ours - ref).max())
     for method in ("cosine", "corr", "spearman", "tau-a"):
         ref_s, ref = best_time(
             lambda method=method: compare(RDMs(data), RDMs(models), method=method), repeats
@@ -213,6 +223,51 @@ def bench_geotopological(rng: np.random.Generator, n: int, repeats: int) -> None
         ours_s,
         float("nan"),
     )
+
+
+def bench_gpu_rdm(n: int, p: int, device: str = "cuda") -> None:
+    """Correlation RDM of ``n`` stimuli x ``p`` features in float32, chunked over stimuli (the
+    default chunks): time and peak GPU memory, and 1,000 random pairs checked against float64. No
+    rsatoolbox run (hours on the CPU at this size). ``device="cpu"`` only checks the code path at
+    small sizes."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        print(f"\nGPU RDM ({n} x {p}, float32): skipped, no CUDA device.", flush=True)
+        return
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    gen = torch.Generator(device=dev).manual_seed(0)
+    x = torch.randn((n, p), generator=gen, device=dev, dtype=torch.float32)
+    compute_rdms(x[:256], "correlation")  # warm up kernels and the allocator
+    base = 0
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    t = time.perf_counter()
+    rdm = compute_rdms(x, "correlation").reshape(-1)
+    if cuda:
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - t
+    peak = torch.cuda.max_memory_allocated() - base if cuda else float("nan")
+    # 1,000 random pairs i < j against float64
+    i = torch.randint(0, n - 1, (1000,), generator=gen, device=dev)
+    j = i + 1 + (torch.rand(1000, generator=gen, device=dev) * (n - 1 - i)).long()
+    k = i * (2 * n - i - 1) // 2 + (j - i - 1)  # condensed position
+    xi, xj = x[i].double(), x[j].double()
+    xi, xj = xi - xi.mean(1, keepdim=True), xj - xj.mean(1, keepdim=True)
+    ref = 1 - (xi * xj).sum(1) / (xi.norm(dim=1) * xj.norm(dim=1))
+    err = float((rdm[k].double() - ref).abs().max())
+    name = torch.cuda.get_device_name(dev) if cuda else "CPU"
+    print(
+        f"\nRDM on {name} ({n} stimuli x {p} features, float32, correlation): {elapsed:.2f} s, "
+        f"peak memory {peak / 2**30:.2f} GiB above the {x.numel() * 4 / 2**30:.2f} GiB of "
+        f"patterns (RDM {rdm.numel() * rdm.element_size() / 2**30:.2f} GiB), max |diff| vs "
+        f"float64 on 1,000 pairs {err:.1e}",
+        flush=True,
+    )
+    ROWS.append((f"correlation RDM on {name}", f"{n} x {p} float32", np.nan, elapsed, err))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,8 +568,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--end-to-end", action="store_true", help="only the end-to-end layers-vs-regions analysis"
     )
+    parser.add_argument(
+        "--gpu-rdm",
+        action="store_true",
+        help="only the GPU-scale RDM: 10,000 stimuli x 100,000 features, float32, on CUDA "
+        "(skipped without a CUDA device); with --quick 2,000 x 20,000",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.gpu_rdm:
+        bench_gpu_rdm(*((2000, 20_000) if args.quick else (10_000, 100_000)))
+        print_table()
+        return
     rng = np.random.default_rng(0)
     # (stimuli, layers, regions, subjects, voxels, features), permutations, draws, rsatoolbox's
     e2e = (
