@@ -184,3 +184,11 @@ def test_kendall_without_the_scipy_counter_equals_with_it(rng, monkeypatch):
     with_counter = kendall_tau(a, b, "a")
     monkeypatch.setattr(ranks_module, "_scipy_kendall_dis", None)
     np.testing.assert_array_equal(kendall_tau(a, b, "a").numpy(), with_counter.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rankdata_of_long_rows_matches_scipy(rng, dtype):
+    x = long_rows(rng, 5000).astype(dtype)
+    ours = rankdata(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(ours, scipy_rankdata(x, axis=1))
+    assert ours.dtype == (np.float64 if dtype == np.float64 else np.float32)

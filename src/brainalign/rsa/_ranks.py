@@ -151,6 +151,8 @@ def _rankdata_numpy(x: np.ndarray, dtype: Any) -> np.ndarray:
     """Average ranks of each row of ``x`` (n_rows, n): one sort per row; tie groups located only
     in the rows that have ties."""
     n = x.shape[-1]
+    if n > _ROW_BY_ROW:
+        return _rankdata_long_rows(x, dtype)
     order = np.argsort(x, axis=-1)
     ranks = np.empty(x.shape, dtype=dtype)
     if n < 2:
@@ -174,6 +176,24 @@ def _rankdata_numpy(x: np.ndarray, dtype: Any) -> np.ndarray:
     end = np.minimum.accumulate(np.where(last, pos, n - 1)[:, ::-1], axis=-1)[:, ::-1]
     ranks_sorted[tied] = (start + end).astype(dtype) / 2 + 1
     np.put_along_axis(ranks, order, ranks_sorted, axis=-1)
+    return ranks
+
+
+def _rankdata_long_rows(x: np.ndarray, dtype: Any) -> np.ndarray:
+    """Average ranks of long rows, one row at a time from its dense ranks (whose sort avoids the
+    argsort: see :func:`_dense_ranks_numpy`): a level's average rank is the number of values
+    below it plus ``(count + 1) / 2``."""
+    ranks = np.empty(x.shape, dtype=dtype)
+    n = x.shape[1]
+    for r in range(x.shape[0]):
+        info = _dense_ranks_numpy(x[r : r + 1], need_order=False)
+        dense = info.dense[0]
+        if info.levels[0] == n:  # no ties: the dense ranks are the ranks
+            ranks[r] = dense
+            continue
+        counts = np.bincount(dense)[1:]
+        average = np.cumsum(counts) - (counts - 1) / 2
+        ranks[r] = np.take(average, dense - 1)
     return ranks
 
 
