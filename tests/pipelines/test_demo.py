@@ -42,7 +42,12 @@ def test_demo_runs_the_main_job(capsys, tmp_path, monkeypatch):
     from brainalign.pipelines.demo import run_demo
 
     monkeypatch.setenv("BRAINALIGN_CACHE", str(tmp_path / "cache"))
-    quick = {"decode_overrides": ["train.epochs=8"], "reconstruction_epochs": 2}
+    quick = {
+        "decode_overrides": ["train.epochs=8"],
+        "reconstruction_epochs": 2,
+        "meeg_overrides": ["train.epochs=2", "n_bootstrap=50"],
+        "meeg_duration": 60.0,
+    }
     results = run_demo(tmp_path / "data", verbose=False, **quick)
     out = capsys.readouterr().out
     assert "Dataset manifests" in out
@@ -64,6 +69,14 @@ def test_demo_runs_the_main_job(capsys, tmp_path, monkeypatch):
     assert "stand-in decoder" in out
     run = tmp_path / "data" / "demo-decode"
     assert (run / "reconstruction" / "reconstructions.png").is_file()
+    # speech from MEG: segment retrieval beside ridge and the whitened oracle
+    assert "Decoding speech from simulated MEG" in out
+    meg = results["meeg_decoding"].table
+    assert set(meg["model"]) == {"contrastive", "ridge", "ceiling"}
+    assert set(meg["protocol"]) == {"segments"}
+    ceiling = meg[(meg["model"] == "ceiling") & (meg["metric"] == "top1")]["value"]
+    assert ceiling.min() > 0.9
+    assert (tmp_path / "data" / "meg-speech-v1-60s-seed0" / "manifest.yaml").is_file()
     manifest = tmp_path / "data" / "fmri-v1-seed0" / "manifest.yaml"
     mtime = manifest.stat().st_mtime_ns
 
