@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from brainalign._utils.validation import check_option
-from brainalign.rsa._backend import target_device
+from brainalign.rsa._backend import target_device, threads_for
 from brainalign.rsa._ranks import rankdata
 from brainalign.rsa.compare import (
     COMPARE_METHODS,
@@ -104,6 +104,16 @@ def noise_ceiling(rdms: Any, method: str = "spearman", *, device: Any = "auto") 
         raise ValueError(
             f"A leave-one-subject-out noise ceiling needs at least 2 subjects' RDMs, got {n}."
         )
+    with threads_for(v.numel(), v.device):
+        lower, upper = _ceilings(v, method)
+    lower_np = lower.cpu().numpy().astype(np.float64)
+    upper_np = upper.cpu().numpy().astype(np.float64)
+    return NoiseCeiling(float(lower_np.mean()), float(upper_np.mean()), lower_np, upper_np)
+
+
+def _ceilings(v: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower (leave one out) and upper (all) ceilings of each subject's RDM, (n_subjects,)."""
+    n = v.shape[0]
     t = pool_rdms(v, method)
     total = t.sum(dim=0, keepdim=True)
     pooled = total / n
@@ -126,6 +136,4 @@ def noise_ceiling(rdms: Any, method: str = "spearman", *, device: Any = "auto") 
             both = compare_rdms(pred, v, method)
         upper = both[0]
         lower = torch.diagonal(both[1:]).clone()
-    lower_np = lower.cpu().numpy().astype(np.float64)
-    upper_np = upper.cpu().numpy().astype(np.float64)
-    return NoiseCeiling(float(lower_np.mean()), float(upper_np.mean()), lower_np, upper_np)
+    return lower, upper

@@ -43,6 +43,7 @@ from brainalign.rsa._backend import (
     solve,
     solve_spd,
     target_device,
+    threads_for,
 )
 from brainalign.rsa._ranks import kendall_tau, rankdata
 from brainalign.rsa.condensed import n_stimuli_from_pairs, pair_indices
@@ -138,7 +139,9 @@ def compare_rdms(
                 f"dissimilarities, supported up to 100 stimuli; got {n_cond}. Omit sigma_k (the "
                 "identity)."
             )
-    out = _compare_with_nans(va, vb, method, sk, nan_policy, n_cond)
+    n_values = (va.shape[0] + (0 if same else vb.shape[0])) * va.shape[1]
+    with threads_for(n_values, va.device):
+        out = _compare_with_nans(va, vb, method, sk, nan_policy, n_cond)
     if dtype == torch.float32:
         out = out.to(torch.float32)
     return restore(out, origin)

@@ -23,7 +23,7 @@ import torch
 
 from brainalign._utils.seeding import check_random_state
 from brainalign._utils.validation import check_option, check_positive
-from brainalign.rsa._backend import matmul, target_device
+from brainalign.rsa._backend import matmul, target_device, threads_for
 from brainalign.rsa._ranks import rankdata, sort_info
 from brainalign.rsa.compare import (
     COMPARE_METHODS,
@@ -130,8 +130,10 @@ def permutation_test(
     _check_same_pairs(data, models)
     n = n_stimuli_from_pairs(data.shape[1], "data_rdms")
     rng = check_random_state(seed)
-    observed = compare_rdms(data, models, method).to(torch.float64)
-    null = _null(data, models, method, n_permutations, rng, n, [slice(None)] if average else None)
+    with threads_for((data.shape[0] + models.shape[0]) * data.shape[1], dev):
+        observed = compare_rdms(data, models, method).to(torch.float64)
+        groups = [slice(None)] if average else None
+        null = _null(data, models, method, n_permutations, rng, n, groups)
     if average:
         observed = observed.mean(dim=0)
         null = null[:, 0]
@@ -385,18 +387,19 @@ def bootstrap(
     stim, subj = _draws(over, n_bootstraps, n, n_data, rng, stimulus_draws, subject_draws)
     n_boot = next(d.shape[0] for d in (stim, subj) if d is not None)
 
-    full = compare_rdms(data, models, method).to(torch.float64)  # (n_data, n_models)
-    if stim is None:
-        per_data = full.expand(n_boot, -1, -1)
-    else:
-        per_data = _stimulus_bootstrap(data, models, method, stim, n)
-    if subj is None:
-        evaluations = per_data.mean(dim=1)
-    else:
-        counts = torch.from_numpy(
-            np.stack([np.bincount(row, minlength=n_data) for row in subj])
-        ).to(dev, torch.float64)
-        evaluations = matmul(counts[:, None, :], per_data.contiguous())[:, 0] / n_data
+    with threads_for((n_data + models.shape[0]) * data.shape[1], dev):
+        full = compare_rdms(data, models, method).to(torch.float64)  # (n_data, n_models)
+        if stim is None:
+            per_data = full.expand(n_boot, -1, -1)
+        else:
+            per_data = _stimulus_bootstrap(data, models, method, stim, n)
+        if subj is None:
+            evaluations = per_data.mean(dim=1)
+        else:
+            counts = torch.from_numpy(
+                np.stack([np.bincount(row, minlength=n_data) for row in subj])
+            ).to(dev, torch.float64)
+            evaluations = matmul(counts[:, None, :], per_data.contiguous())[:, 0] / n_data
     ev = evaluations.cpu().numpy()
     ci, se = _interval(ev, confidence)
     return BootstrapResult(full.mean(dim=0).cpu().numpy(), ev, ci, se, confidence, over)

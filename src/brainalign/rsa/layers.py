@@ -32,7 +32,7 @@ import torch
 
 from brainalign._utils.seeding import check_random_state
 from brainalign._utils.validation import check_option, check_type
-from brainalign.rsa._backend import as_tensor, target_device
+from brainalign.rsa._backend import as_tensor, target_device, threads_for
 from brainalign.rsa.ceiling import noise_ceiling
 from brainalign.rsa.compare import COMPARE_METHODS, compare_rdms
 from brainalign.rsa.condensed import n_stimuli_from_pairs
@@ -259,17 +259,16 @@ def compare_layers_regions(
         start += data.shape[0]
     # 3. observed values of every subject
     observed = compare_rdms(all_data, layer_rdms, method, device=dev)
-    # 4. permutation null of every region's subject mean, every subject permuted alike
-    null = None
-    if n_permutations:
-        rng_perm = check_random_state(perm_seed)
-        null = _null(
-            all_data, models64, method, n_permutations, rng_perm, n_stim, list(spans.values())
-        )
-    # 5. stimulus bootstrap of every subject (other schemes: per region below)
-    per_data = None
-    if n_bootstrap and bootstrap_over == "stimuli":
-        per_data = _stimulus_bootstrap(all_data, models64, method, stimulus_draws, n_stim)
+    null = per_data = None
+    with threads_for((all_data.shape[0] + models64.shape[0]) * all_data.shape[1], dev):
+        # 4. permutation null of every region's subject mean, every subject permuted alike
+        if n_permutations:
+            rng_perm = check_random_state(perm_seed)
+            groups = list(spans.values())
+            null = _null(all_data, models64, method, n_permutations, rng_perm, n_stim, groups)
+        # 5. stimulus bootstrap of every subject (other schemes: per region below)
+        if n_bootstrap and bootstrap_over == "stimuli":
+            per_data = _stimulus_bootstrap(all_data, models64, method, stimulus_draws, n_stim)
     frames = []
     for k, (region, data) in enumerate(region_rdms.items()):
         n_subjects = data.shape[0]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from brainalign._utils.validation import check_option, check_positive
-from brainalign.rsa._backend import as_tensor, origin_of, restore, target_device
+from brainalign.rsa._backend import as_tensor, origin_of, restore, target_device, threads_for
 from brainalign.rsa.condensed import to_square
 
 __all__ = ["METRICS", "compute_rdms"]
@@ -135,25 +135,33 @@ def compute_rdms(
     n_rdms = sum(t.shape[0] for t in tensors) if batched else len(tensors)
     noises = _split_noise(noise, n_rdms, metric, dev, dtype)
 
-    if metric in _CROSS_VALIDATED:
-        out = _cross_validated(
-            tensors,
-            batched,
-            metric,
-            descriptors,
-            folds,
-            noises,
-            remove_mean,
-            prior_lambda,
-            prior_weight,
-            chunk_size,
-        )
-    else:
-        if descriptors is not None:
-            tensors = [_average_by(t, descriptors)[0] for t in tensors]
-        out = _plain(
-            tensors, batched, metric, noises, remove_mean, prior_lambda, prior_weight, chunk_size
-        )
+    with threads_for(sum(t.numel() for t in tensors), dev):
+        if metric in _CROSS_VALIDATED:
+            out = _cross_validated(
+                tensors,
+                batched,
+                metric,
+                descriptors,
+                folds,
+                noises,
+                remove_mean,
+                prior_lambda,
+                prior_weight,
+                chunk_size,
+            )
+        else:
+            if descriptors is not None:
+                tensors = [_average_by(t, descriptors)[0] for t in tensors]
+            out = _plain(
+                tensors,
+                batched,
+                metric,
+                noises,
+                remove_mean,
+                prior_lambda,
+                prior_weight,
+                chunk_size,
+            )
     if not (batched or is_list):
         out = out[0]
     if not condensed:
