@@ -4,7 +4,8 @@ RDMs from patterns (:func:`compute_rdms`, batched over regions, layers and subje
 stimuli, on the GPU when present), comparisons of every RDM with every other
 (:func:`compare_rdms`), geo-topological transforms and model selection (:func:`geotopological`,
 :func:`geodesic`, :func:`topological_model_selection`), inference (:func:`permutation_test`,
-:func:`bootstrap`, :func:`compare_models`), noise ceilings (:func:`noise_ceiling`),
+:func:`bootstrap`, :func:`compare_models`, and :func:`dual_bootstrap` with the corrected variance
+of a bootstrap over subjects and stimuli), noise ceilings (:func:`noise_ceiling`),
 searchlights over voxel spheres and M/EEG sensors × time windows (:func:`searchlight_rsa`,
 :func:`searchlight_meeg`) and, as the complement of RSA, cross-validated ridge encoding models
 (:func:`ridge_encoding`, :func:`encoding_layers_regions`). Values equal rsatoolbox's (and
@@ -43,6 +44,9 @@ _LAZY = {
     "bootstrap": "inference",
     "BootstrapResult": "inference",
     "compare_models": "inference",
+    "dual_bootstrap": "dual",
+    "DualBootstrapResult": "dual",
+    "corrected_variance": "dual",
     "ModelComparison": "inference",
     "pairwise_bootstrap_tests": "inference",
     "correct_pvalues": "correction",

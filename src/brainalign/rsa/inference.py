@@ -38,6 +38,7 @@ from brainalign.rsa.correction import CORRECTIONS, correct_pvalues
 __all__ = [
     "ALTERNATIVES",
     "BOOTSTRAP_OVER",
+    "COMPARE_OVER",
     "BootstrapResult",
     "ModelComparison",
     "PermutationResult",
@@ -51,6 +52,8 @@ __all__ = [
 ALTERNATIVES = ("greater", "less", "two-sided")
 #: Accepted values of ``over`` in :func:`bootstrap`.
 BOOTSTRAP_OVER = ("stimuli", "subjects", "both")
+#: Accepted values of ``over`` in :func:`compare_models`: also the dual bootstrap's t-tests.
+COMPARE_OVER = (*BOOTSTRAP_OVER, "dual")
 #: Methods whose permutation and bootstrap nulls use the fast (transform once) path.
 _LINEAR = ("cosine", "corr", "spearman", "rho-a", "cosine_cov", "corr_cov")
 _WEIGHTED = ("cosine", "corr", "spearman", "rho-a")
@@ -169,8 +172,9 @@ def _null(
                 td_diag = torch.stack([td_diag[g].mean(dim=0) for g in groups])
             reduced = True
         if dev.type == "cpu":
-            null = _fast_null_numpy(td, td_diag, tm, tm_diag, rng, n_permutations, n)
-            return torch.from_numpy(null)
+            return torch.from_numpy(
+                _fast_null_numpy(td, td_diag, tm, tm_diag, rng, n_permutations, n)
+            )
     n_rows = td.shape[0] if reduced else data.shape[0]
     null = torch.empty((n_permutations, n_rows, models.shape[0]), dtype=torch.float64, device=dev)
     batch = max(1, _BATCH_ELEMENTS // max(1, data.shape[1] * n_rows))
@@ -314,9 +318,11 @@ class BootstrapResult:
         The same on each bootstrap sample (NaN for stimulus samples with fewer than 3 distinct
         stimuli, as rsatoolbox).
     ci : (2, n_models) array
-        Percentile confidence interval (lower, upper) of the evaluations.
+        Percentile confidence interval (lower, upper) of the evaluations (with
+        ``over="dual"`` in :func:`compare_models`: the t interval of the corrected variance).
     se : (n_models,) array
-        Bootstrap standard error (standard deviation of the evaluations).
+        Bootstrap standard error (standard deviation of the evaluations; with ``over="dual"``
+        the square root of the corrected variance).
     confidence : float
     over : str
     """
@@ -753,8 +759,14 @@ def compare_models(
 
     Parameters
     ----------
-    data_rdms, model_rdms, method, n_bootstraps, over, confidence, seed, device
+    data_rdms, model_rdms, method, n_bootstraps, confidence, seed, device
         As :func:`bootstrap`.
+    over : {"stimuli", "subjects", "both", "dual"}
+        The first three: :func:`bootstrap` over these, percentile tests of the differences
+        (:func:`pairwise_bootstrap_tests`). ``"dual"``: subjects and stimuli resampled with the
+        corrected variance of :func:`~brainalign.rsa.dual_bootstrap`, t-tests of the differences;
+        ``bootstrap`` then holds the evaluations of the bootstrap of both, the t intervals and the
+        corrected standard errors.
     correction : {"holm", "bonferroni", "fdr_bh", None}
         Multiple-comparison correction over the ``n_models (n_models - 1) / 2`` pairs.
     alpha : float
@@ -764,20 +776,39 @@ def compare_models(
     -------
     ModelComparison
     """
+    check_option("over", over, COMPARE_OVER)
     check_option("correction", correction, CORRECTIONS)
     if not 0 < alpha < 1:
         raise ValueError(f"'alpha' must be in (0, 1), got {alpha}.")
-    result = bootstrap(
-        data_rdms,
-        model_rdms,
-        method,
-        n_bootstraps=n_bootstraps,
-        over=over,
-        confidence=confidence,
-        seed=seed,
-        device=device,
-    )
-    p = pairwise_bootstrap_tests(result.evaluations)
+    if over == "dual":
+        from brainalign.rsa.dual import dual_bootstrap  # the dual module imports this one
+
+        dual = dual_bootstrap(
+            data_rdms,
+            model_rdms,
+            method,
+            n_bootstraps=n_bootstraps,
+            confidence=confidence,
+            ceiling=False,
+            seed=seed,
+            device=device,
+        )
+        result = BootstrapResult(
+            dual.estimate, dual.evaluations[0], dual.ci, dual.se, confidence, over
+        )
+        p = dual.p_pairwise
+    else:
+        result = bootstrap(
+            data_rdms,
+            model_rdms,
+            method,
+            n_bootstraps=n_bootstraps,
+            over=over,
+            confidence=confidence,
+            seed=seed,
+            device=device,
+        )
+        p = pairwise_bootstrap_tests(result.evaluations)
     n_models = p.shape[0]
     iu = np.triu_indices(n_models, 1)
     corrected = np.ones_like(p)

@@ -267,7 +267,7 @@ def compare_layers_regions(
             groups = list(spans.values())
             null = _null(all_data, models64, method, n_permutations, rng_perm, n_stim, groups)
         # 5. stimulus bootstrap of every subject (other schemes: per region below)
-        if n_bootstrap and bootstrap_over == "stimuli":
+        if n_bootstrap and bootstrap_over == "stimuli" and stimulus_draws is not None:
             per_data = _stimulus_bootstrap(all_data, models64, method, stimulus_draws, n_stim)
     frames = []
     for k, (region, data) in enumerate(region_rdms.items()):
@@ -495,7 +495,7 @@ def _n_stimuli_of_layers(layers: list[tuple[str, torch.Tensor]]) -> int:
 
 
 def _flat_values(region_patterns: Mapping[str, Any]) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for value in region_patterns.values():
         if isinstance(value, (list, tuple)):
             out.extend(value)
