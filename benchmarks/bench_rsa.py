@@ -38,6 +38,7 @@ from brainalign.rsa import (
     compare_layers_regions,
     compare_rdms,
     compute_rdms,
+    dual_bootstrap,
     geotopological,
     noise_ceiling,
     permutation_test,
@@ -190,6 +191,54 @@ def bench_bootstrap(rng: np.random.Generator, n: int, n_boot: int) -> None:
         ref_s,
         ours_s,
         np.nanmax(np.abs(ours - ref)),
+    )
+
+
+def bench_dual_bootstrap(
+    rng: np.random.Generator, n: int, n_subj: int, n_boot: int, n_ref: int
+) -> None:
+    """Dual bootstrap (subjects and stimuli, corrected variance, noise ceilings): rsatoolbox's
+    eval_dual_bootstrap on ``n_ref`` draws (extrapolated), ours on ``n_boot``; the evaluations
+    and noise ceilings checked on rsatoolbox's own draws."""
+    import rsatoolbox.inference.evaluate as rsa_evaluate
+
+    n_pairs = n * (n - 1) // 2
+    data = rng.random((n_subj, n_pairs))
+    models = rng.random((10, n_pairs))
+    mods = [ModelFixed(f"m{k}", RDMs(models[k : k + 1])) for k in range(10)]
+    recorded = []
+    original = rsa_evaluate.bootstrap_sample
+
+    def recorder(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        recorded.append((out[1].copy(), out[2].copy()))
+        return out
+
+    rsa_evaluate.bootstrap_sample = recorder
+    try:
+        np.random.seed(0)  # noqa: NPY002 - rsatoolbox draws from numpy's global generator
+        t = time.perf_counter()
+        ref = rsa_evaluate.eval_dual_bootstrap(mods, RDMs(data), method="spearman", N=n_ref)
+        ref_s = (time.perf_counter() - t) * n_boot / n_ref
+    finally:
+        rsa_evaluate.bootstrap_sample = original
+    subj = np.stack([r[0] for r in recorded])
+    stim = np.stack([r[1] for r in recorded])
+    ours_s, _ = best_time(
+        lambda: dual_bootstrap(data, models, "spearman", n_bootstraps=n_boot, seed=0), 1
+    )
+    same = dual_bootstrap(data, models, "spearman", stimulus_draws=stim, subject_draws=subj)
+    diff = max(
+        np.nanmax(np.abs(same.evaluations - ref.evaluations[:, :, 0, 0, :].transpose(2, 0, 1))),
+        np.nanmax(np.abs(same.noise_ceilings - ref.noise_ceiling[:, :, 0, :].transpose(2, 1, 0))),
+        np.abs(same.variance - ref.model_var).max(),
+    )
+    row(
+        f"dual bootstrap, {n_boot} draws",
+        f"{n} stim, {n_subj} subj (ref x{n_boot // n_ref})",
+        ref_s,
+        ours_s,
+        diff,
     )
 
 
@@ -599,6 +648,7 @@ def main(argv: list[str] | None = None) -> None:
             "compare": 200,
             "perm": (100, 1000, 1000),
             "boot": (40, 1000),
+            "dual": (40, 10, 1000, 20),
             "gt": 200,
         }
     else:
@@ -608,6 +658,7 @@ def main(argv: list[str] | None = None) -> None:
             "compare": 500,
             "perm": (200, 1000, 200),
             "boot": (100, 1000),
+            "dual": (100, 20, 1000, 10),
             "gt": 500,
         }
     print(f"brainalign.rsa vs rsatoolbox ({'quick' if args.quick else 'full'} sizes)")
@@ -616,6 +667,7 @@ def main(argv: list[str] | None = None) -> None:
     bench_compare(rng, sizes["compare"], args.repeats)
     bench_permutations(rng, *sizes["perm"])
     bench_bootstrap(rng, *sizes["boot"])
+    bench_dual_bootstrap(rng, *sizes["dual"])
     bench_geotopological(rng, sizes["gt"], args.repeats)
     bench_end_to_end(rng, *e2e, args.repeats)
     print_table()

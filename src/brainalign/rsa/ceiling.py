@@ -72,6 +72,10 @@ def pool_rdms(rdms: torch.Tensor, method: str) -> torch.Tensor:
     if not bool(nan.any()):
         return rankdata(rdms).to(rdms.dtype)
     out = torch.full_like(rdms, float("nan"))
+    if bool((nan == nan[:1]).all()):  # NaN at the same pairs (e.g. resampled stimuli): one call
+        keep = ~nan[0]
+        out[:, keep] = rankdata(rdms[:, keep]).to(rdms.dtype)
+        return out
     for r in range(rdms.shape[0]):
         keep = ~nan[r]
         out[r, keep] = rankdata(rdms[r, keep]).to(rdms.dtype)
@@ -111,13 +115,25 @@ def noise_ceiling(rdms: Any, method: str = "spearman", *, device: Any = "auto") 
     return NoiseCeiling(float(lower_np.mean()), float(upper_np.mean()), lower_np, upper_np)
 
 
-def _ceilings(v: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lower (leave one out) and upper (all) ceilings of each subject's RDM, (n_subjects,)."""
+def _ceilings(
+    v: torch.Tensor, method: str, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower (leave one out) and upper (all) ceilings of each subject's RDM, (n_subjects,).
+
+    ``weights`` (n_subjects,), e.g. how often each subject was drawn in a bootstrap sample (at
+    least two subjects with positive weights): the pooled RDMs are weighted means.
+    """
     n = v.shape[0]
     t = pool_rdms(v, method)
-    total = t.sum(dim=0, keepdim=True)
-    pooled = total / n
-    loo = (total - t) / (n - 1)
+    if weights is None:
+        total = t.sum(dim=0, keepdim=True)
+        pooled = total / n
+        loo = (total - t) / (n - 1)
+    else:
+        w = weights.to(device=t.device, dtype=t.dtype)[:, None]
+        total = (w * t).sum(dim=0, keepdim=True)
+        pooled = total / w.sum()
+        loo = (total - w * t) / (w.sum() - w)
     if method in ("tau-a", "kendall", "tau-b"):
         upper = compare_rdms(pooled, v, method)[0]
         lower = torch.stack([compare_rdms(loo[s], v[s], method)[0, 0] for s in range(n)])
@@ -125,8 +141,11 @@ def _ceilings(v: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor]
         # every RDM compared in one call: the upper bounds are its first row, the lower ones
         # the diagonal of the rest
         pred = torch.cat([pooled, loo])
-        if method in ("spearman", "rho-a") and v.device.type == "cpu" and not has_nan(v):
-            # t holds the ranks of v already
+        keep = _common_pairs(v) if v.device.type == "cpu" else None
+        if method in ("spearman", "rho-a") and keep is not None:
+            # t holds the ranks of v's pairs already
+            if not bool(keep.all()):
+                t, pred = t[:, keep], pred[:, keep]
             both = torch.from_numpy(
                 _compare_prepared_numpy(rankdata(pred).numpy(), t.numpy(), method)
             )
@@ -137,3 +156,12 @@ def _ceilings(v: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor]
         upper = both[0]
         lower = torch.diagonal(both[1:]).clone()
     return lower, upper
+
+
+def _common_pairs(v: torch.Tensor) -> torch.Tensor | None:
+    """The pairs that are not NaN, (n_pairs,) bool, when every RDM of ``v`` has its NaNs at the
+    same pairs (e.g. stimuli drawn with their copies), else None."""
+    if not has_nan(v):
+        return torch.ones(v.shape[1], dtype=torch.bool)
+    nan = v.isnan()
+    return ~nan[0] if bool((nan == nan[:1]).all()) else None

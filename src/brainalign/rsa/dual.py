@@ -30,7 +30,7 @@ import torch
 from brainalign._utils.seeding import check_random_state
 from brainalign._utils.validation import check_option
 from brainalign.rsa._backend import target_device, threads_for
-from brainalign.rsa.ceiling import pool_rdms
+from brainalign.rsa.ceiling import _ceilings, pool_rdms
 from brainalign.rsa.compare import COMPARE_METHODS, as_rdm_vectors, compare_rdms
 from brainalign.rsa.condensed import n_stimuli_from_pairs
 from brainalign.rsa.inference import (
@@ -222,22 +222,18 @@ def corrected_variance(
 
 
 def _weighted_ceiling(v: torch.Tensor, weights: np.ndarray, method: str) -> tuple[float, float]:
-    """Noise ceiling of subjects' RDMs ``v`` (n_subjects, n_pairs) with subject ``weights``
-    (draw counts): the pooled RDMs are weighted means, the bounds unweighted means over the
-    subjects present (rsatoolbox's leave-one-out over a sample with repeated subjects)."""
+    """Noise ceiling of subjects' RDMs ``v`` (n_subjects, n_pairs; NaN at the same pairs in
+    all) with subject ``weights`` (draw counts): the pooled RDMs are weighted means, the bounds
+    unweighted means over the subjects present (rsatoolbox's leave-one-out over a sample with
+    repeated subjects)."""
     present = np.flatnonzero(weights > 0)
     x = v[torch.from_numpy(present).to(v.device)]
-    w = torch.from_numpy(weights[present].astype(np.float64)).to(v.device)
-    t = pool_rdms(x, method).to(torch.float64)
-    total = (w[:, None] * t).sum(dim=0)
-    pooled = total / w.sum()
-    upper = compare_rdms(pooled, x, method).to(torch.float64)[0]
-    rest = w.sum() - w
     if present.size < 2:  # nobody left to pool when the one subject is left out
-        return float("nan"), float(upper.mean())
-    loo = (total[None] - w[:, None] * t) / rest[:, None]
-    lower = torch.diagonal(compare_rdms(loo, x, method).to(torch.float64))
-    return float(lower.mean()), float(upper.mean())
+        pooled = pool_rdms(x, method).mean(dim=0)
+        return float("nan"), float(compare_rdms(pooled, x, method)[0].mean())
+    w = torch.from_numpy(weights[present].astype(np.float64))
+    lower, upper = _ceilings(x, method, w)
+    return float(lower.to(torch.float64).mean()), float(upper.to(torch.float64).mean())
 
 
 def _bootstrap_ceilings(
