@@ -125,8 +125,8 @@ SIZES = {
     "sample_steps": 10 if SMOKE else 50,
     # the low-level start: share of the result that comes from the embedding
     "strength": 0.75,
-    # the prior trained jointly with the encoder: its loss weight and the encoder's epochs
-    "prior_weight": 1.0,
+    # the prior trained jointly with the encoder: its loss weight (MindEye's) and the epochs
+    "prior_weight": 30.0,
     "joint_epochs": 8 if SMOKE else config.train.epochs,
 }
 dataset
