@@ -76,10 +76,11 @@ What they say:
 
 * On this CPU the model step is the limit everywhere: the slowest data path delivered 138x the
   step's samples/s, so the pipeline is not what limits training here.
-* ``fit``'s AdamW is torch's default, which on the CPU is the per-parameter for-loop: 3.5-4.5 s a
-  step on the 385 M-parameter fMRI model against 0.6-0.7 s fused, which makes the whole step
-  1.6-2.3x slower; it also holds ~750 MiB of temporaries (peak 6.5 GiB instead of 5.8). On
-  CUDA torch's default is the foreach implementation.
+* ``fit``'s AdamW was torch's default when the table was measured, which on the CPU is the
+  per-parameter for-loop ("loop" rows): 3.5-4.5 s a step on the 385 M-parameter fMRI model
+  against 0.6-0.7 s fused, the whole step 1.6-2.3x slower, with ~750 MiB more temporaries (peak
+  6.5 GiB instead of 5.8). ``fit`` now builds the fused AdamW on CPU and CUDA, so its step is the
+  "fused" rows and ``--optimizer loop`` times the same optimizer as ``fused``.
 * The four 15,000 → 4,096 adapters are 64 % of the fMRI model (61.4 M parameters each); its
   training state is 5.7 GiB and its activations are small (peak - state ≈ 30-60 MiB at batch
   32-64). The M/EEG model is the opposite: 7.7 M parameters, but ~42-50 MiB of activations per

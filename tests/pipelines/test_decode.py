@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from brainalign.data.simulate.fmri import FMRISimulationConfig
@@ -296,3 +297,33 @@ def test_cli_evaluate_and_reconstruct_a_run(run, tmp_path, capsys, monkeypatch):
     assert "stand-in" in capsys.readouterr().out
     assert (out / "reconstructions.png").is_file()
     assert list(out.glob("image_decoder-*/image_decoder.safetensors"))
+
+
+def test_a_prior_weight_trains_the_joint_prior_that_reconstruction_uses(dataset, run, tmp_path):
+    """MindEye's two heads: ``train.prior_weight > 0`` trains a diffusion prior beside the
+    contrastive head; it is in the checkpoint and reconstruct_from_decoding draws through it."""
+    from brainalign.pipelines.reconstruct import reconstruct_from_decoding
+    from brainalign.reconstruct.prior import DiffusionPrior, load_joint_prior
+
+    values = {**TINY_CONFIG, "dataset": str(dataset.folder), "n_bootstrap": 0}
+    values["train"] = {
+        **TINY_CONFIG["train"],
+        "epochs": 3,
+        "prior_weight": 1.0,
+        "prior_kwargs": {"width": 32, "depth": 1, "n_heads": 2},
+    }
+    config = DecodeConfig.from_dict(values)
+    targets = pd.DataFrame(run.targets, index=run.stimulus_ids)
+    res = decode_simulated_fmri(
+        dataset, config=config, targets=targets, out_dir=tmp_path / "run", verbose=False
+    )
+    assert isinstance(res.prior, DiffusionPrior)
+    history = [h for h in res.history if h.get("event", "epoch") == "epoch"]
+    assert all(np.isfinite(h["train_prior_loss"]) for h in history)
+    saved = load_joint_prior(res.checkpoint)
+    for name, value in res.prior.state_dict().items():
+        torch.testing.assert_close(saved.state_dict()[name], value)
+    recon = reconstruct_from_decoding(
+        res, dataset, image_size=16, epochs=1, n_bootstrap=5, low_level=False, verbose=False
+    )
+    assert "prior" in recon.method

@@ -388,6 +388,8 @@ class DecodeResults:
         The trained encoder.
     ridge : dict of str to RidgeDecoder
         The fitted baselines per subject.
+    prior : DiffusionPrior | None
+        The diffusion prior trained jointly with the encoder (``train.prior_weight > 0``).
     """
 
     table: pd.DataFrame
@@ -404,6 +406,7 @@ class DecodeResults:
     notes: list[str] = field(default_factory=list)
     model: Any = None
     ridge: dict[str, Any] = field(default_factory=dict)
+    prior: Any = None
 
     @property
     def subjects(self) -> list[str]:
@@ -927,7 +930,14 @@ def decode_simulated_fmri(
     torch.manual_seed(train_config.seed)
     model = build_model(train_config.model, **train_config.model_kwargs)
     start = time.perf_counter()
-    fitted = fit(model, train_data, val_data, train_config, resume=resume, verbose=verbose)
+    prior = None
+    if train_config.prior_weight > 0:  # MindEye: the diffusion prior trained beside the head
+        from brainalign.reconstruct.prior import build_joint_prior
+
+        prior = build_joint_prior(train_config, prep.targets.shape[1:])
+    fitted = fit(
+        model, train_data, val_data, train_config, prior=prior, resume=resume, verbose=verbose
+    )
     train_seconds = time.perf_counter() - start
     model = fitted.model
     ridge, ridge_emb = _fit_ridge(prep, config)
@@ -949,6 +959,7 @@ def decode_simulated_fmri(
         notes=notes,
         model=model,
         ridge=ridge,
+        prior=fitted.prior,
     )
     if run_dir is not None:
         results.save(run_dir)
