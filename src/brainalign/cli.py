@@ -183,7 +183,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from .pipelines.reconstruct import reconstruct_run
 
-    recon = reconstruct_run(args.run, out_dir=args.out, epochs=args.epochs, verbose=not args.quiet)
+    recon = reconstruct_run(
+        args.run,
+        out_dir=args.out,
+        epochs=args.epochs,
+        low_level=args.low_level,
+        strength=args.strength,
+        verbose=not args.quiet,
+    )
     print(recon)
     print(f"grid and metrics in {recon.out_dir}")
     return 0
@@ -375,6 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="output folder (default RUN/reconstruction)"
     )
     p.add_argument("--epochs", type=int, default=30, help="epochs of the stand-in image decoder")
+    p.add_argument(
+        "--low-level",
+        action="store_true",
+        help="start from blurry images regressed from the brain (img2img for diffusers "
+        "decoders, a pixel blend for the stand-in)",
+    )
+    p.add_argument(
+        "--strength", type=float, default=0.75, help="how much the decoder replaces the start"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

@@ -297,6 +297,11 @@ def test_cli_evaluate_and_reconstruct_a_run(run, tmp_path, capsys, monkeypatch):
     assert "stand-in" in capsys.readouterr().out
     assert (out / "reconstructions.png").is_file()
     assert list(out.glob("image_decoder-*/image_decoder.safetensors"))
+    blended = tmp_path / "recon-low"
+    args = ["reconstruct", str(run.out_dir), "--out", str(blended), "--epochs", "2", "--quiet"]
+    assert cli.main([*args, "--low-level", "--strength", "0.5"]) == 0
+    table = pd.read_csv(blended / "reconstruction_metrics.tsv", sep="\t", dtype={"source": str})
+    assert table.loc[table["source"] != "ceiling", "method"].str.contains("strength=0.5").all()
 
 
 def test_a_prior_weight_trains_the_joint_prior_that_reconstruction_uses(dataset, run, tmp_path):
