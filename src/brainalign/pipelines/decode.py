@@ -301,17 +301,7 @@ class DecodeConfig(_SectionedConfig):
                 f"DecodeConfig.val_fraction must lie in [0, 1), got {self.val_fraction!r}."
             )
         object.__setattr__(self, "val_fraction", float(self.val_fraction))
-        try:
-            alphas = tuple(float(a) for a in np.atleast_1d(self.ridge_alphas))
-        except (TypeError, ValueError) as err:
-            raise TypeError(
-                f"DecodeConfig.ridge_alphas must be positive numbers, got {self.ridge_alphas!r}."
-            ) from err
-        if not alphas or not all(math.isfinite(a) and a > 0 for a in alphas):
-            raise ValueError(
-                f"DecodeConfig.ridge_alphas must be positive numbers, got {self.ridge_alphas!r}."
-            )
-        object.__setattr__(self, "ridge_alphas", alphas)
+        object.__setattr__(self, "ridge_alphas", _check_alphas("DecodeConfig", self.ridge_alphas))
         for name, minimum in (("n_way", 2), ("n_draws", 1), ("n_bootstrap", 0), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -332,19 +322,77 @@ class DecodeConfig(_SectionedConfig):
     # ----------------------------------------------------------------- dicts / YAML
 
 
-def _as_decode_config(config: Any) -> DecodeConfig:
+def _coerce_config(config: Any, cls: type) -> Any:
+    """A ``cls`` config from ``None`` (defaults), itself, a TrainConfig or a YAML path."""
     if config is None:
-        return DecodeConfig()
-    if isinstance(config, DecodeConfig):
+        return cls()
+    if isinstance(config, cls):
         return config
     if isinstance(config, TrainConfig):
-        return DecodeConfig(train=config)
+        return cls(train=config)
     if isinstance(config, str | os.PathLike):
-        return DecodeConfig.from_yaml(config)
+        return cls.from_yaml(config)
     raise TypeError(
-        "'config' must be a DecodeConfig, a TrainConfig, the path of a YAML config or None, got "
-        f"{type(config).__name__}."
+        f"'config' must be a {cls.__name__}, a TrainConfig, the path of a YAML config or None, "
+        f"got {type(config).__name__}."
     )
+
+
+def _as_decode_config(config: Any) -> DecodeConfig:
+    return _coerce_config(config, DecodeConfig)
+
+
+def _check_alphas(owner: str, value: Any) -> tuple[float, ...]:
+    """``owner.ridge_alphas`` as a tuple of positive finite floats, or a clear error."""
+    try:
+        alphas = tuple(float(a) for a in np.atleast_1d(value))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{owner}.ridge_alphas must be positive numbers, got {value!r}.") from err
+    if not alphas or not all(math.isfinite(a) and a > 0 for a in alphas):
+        raise ValueError(f"{owner}.ridge_alphas must be positive numbers, got {value!r}.")
+    return alphas
+
+
+def _retrieval_rows(
+    result: Any, subject: str, model: str, protocol: str, ks: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Tidy rows (:data:`RESULT_COLUMNS`) of a RetrievalResult: both directions, every top-k."""
+    rows = []
+    for direction in DIRECTIONS:
+        for k in ks:
+            low, high = result.ci.get(direction, {}).get(f"top{k}", (np.nan,) * 2)
+            n_gallery = int(result.n_gallery[direction])
+            rows.append(
+                {
+                    "subject": subject,
+                    "model": model,
+                    "direction": direction,
+                    "metric": f"top{k}",
+                    "value": float(result.metrics[direction][f"top{k}"]),
+                    "ci_low": float(low),
+                    "ci_high": float(high),
+                    "protocol": protocol,
+                    "n_gallery": n_gallery,
+                    "chance": min(1.0, k / n_gallery),
+                }
+            )
+    return rows
+
+
+def _ceiling_row(subject: str, k: int, value: float, protocol: str, n_gallery: int) -> dict:
+    """The tidy row of a ceiling's brain → stimulus top-``k`` (no CI)."""
+    return {
+        "subject": subject,
+        "model": "ceiling",
+        "direction": "brain_to_stimulus",
+        "metric": f"top{k}",
+        "value": float(value),
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "protocol": protocol,
+        "n_gallery": int(n_gallery),
+        "chance": min(1.0, k / n_gallery),
+    }
 
 
 # --------------------------------------------------------------------------- results
@@ -737,24 +785,7 @@ def _evaluate(
                 **common,
             )
             for result, protocol in ((nway, "n-way"), (full, "full-gallery")):
-                for direction in DIRECTIONS:
-                    for k in ks:
-                        low, high = result.ci.get(direction, {}).get(f"top{k}", (np.nan,) * 2)
-                        n_gallery = int(result.n_gallery[direction])
-                        rows.append(
-                            {
-                                "subject": sub,
-                                "model": model,
-                                "direction": direction,
-                                "metric": f"top{k}",
-                                "value": float(result.metrics[direction][f"top{k}"]),
-                                "ci_low": float(low),
-                                "ci_high": float(high),
-                                "protocol": protocol,
-                                "n_gallery": n_gallery,
-                                "chance": min(1.0, k / n_gallery),
-                            }
-                        )
+                rows += _retrieval_rows(result, sub, model, protocol, ks)
             sizes = None
             if config.gallery_sizes is not None:
                 sizes = [n for n in config.gallery_sizes if 2 <= n <= n_test] or None
@@ -771,20 +802,8 @@ def _evaluate(
         info = oracle.get(sub, {}).get("oracle")
         if not info:
             continue
-        rows.append(
-            {
-                "subject": sub,
-                "model": "ceiling",
-                "direction": "brain_to_stimulus",
-                "metric": "top1",
-                "value": float(info["top1_mahalanobis"]),
-                "ci_low": np.nan,
-                "ci_high": np.nan,
-                "protocol": "n-way",
-                "n_gallery": int(info.get("n_way", n_test)),
-                "chance": 1.0 / int(info.get("n_way", n_test)),
-            }
-        )
+        n_gallery = int(info.get("n_way", n_test))
+        rows.append(_ceiling_row(sub, 1, info["top1_mahalanobis"], "n-way", n_gallery))
     if n_way != n_test:
         notes.append(
             f"The ceiling is the oracle's {n_test}-way top-1 (the whole test set), a lower bound "

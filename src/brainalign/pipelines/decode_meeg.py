@@ -50,7 +50,6 @@ about 6 minutes on a CPU shared with other jobs.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Mapping
@@ -66,7 +65,15 @@ from brainalign._utils.progress import logger, progress
 from brainalign._utils.validation import suggest
 from brainalign.train.config import TrainConfig
 
-from .decode import DIRECTIONS, RESULT_COLUMNS, DecodeResults, _SectionedConfig
+from .decode import (
+    RESULT_COLUMNS,
+    DecodeResults,
+    _ceiling_row,
+    _check_alphas,
+    _coerce_config,
+    _retrieval_rows,
+    _SectionedConfig,
+)
 
 __all__ = [
     "MEEGDecodeConfig",
@@ -212,19 +219,9 @@ class MEEGDecodeConfig(_SectionedConfig):
                 f"MEEGDecodeConfig.zscore_channels must be true or false, got "
                 f"{self.zscore_channels!r}."
             )
-        try:
-            alphas = tuple(float(a) for a in np.atleast_1d(self.ridge_alphas))
-        except (TypeError, ValueError) as err:
-            raise TypeError(
-                f"MEEGDecodeConfig.ridge_alphas must be positive numbers, got "
-                f"{self.ridge_alphas!r}."
-            ) from err
-        if not alphas or not all(math.isfinite(a) and a > 0 for a in alphas):
-            raise ValueError(
-                f"MEEGDecodeConfig.ridge_alphas must be positive numbers, got "
-                f"{self.ridge_alphas!r}."
-            )
-        object.__setattr__(self, "ridge_alphas", alphas)
+        object.__setattr__(
+            self, "ridge_alphas", _check_alphas("MEEGDecodeConfig", self.ridge_alphas)
+        )
         for name, minimum in (("top_k", 1), ("n_bootstrap", 0), ("n_draws", 1), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -460,23 +457,7 @@ def _evaluate(
     for model, per_subject in embeddings.items():
         for sub, emb in per_subject.items():
             result = retrieval_metrics(emb, gallery, ks=ks, **common)
-            for direction in DIRECTIONS:
-                for k in ks:
-                    low, high = result.ci.get(direction, {}).get(f"top{k}", (np.nan,) * 2)
-                    rows.append(
-                        {
-                            "subject": sub,
-                            "model": model,
-                            "direction": direction,
-                            "metric": f"top{k}",
-                            "value": float(result.metrics[direction][f"top{k}"]),
-                            "ci_low": float(low),
-                            "ci_high": float(high),
-                            "protocol": "segments",
-                            "n_gallery": n_test,
-                            "chance": min(1.0, k / n_test),
-                        }
-                    )
+            rows += _retrieval_rows(result, sub, model, "segments", ks)
             sizes = None
             if config.gallery_sizes is not None:
                 sizes = [n for n in config.gallery_sizes if 2 <= n <= n_test] or None
@@ -489,38 +470,9 @@ def _evaluate(
             curves.append(frame)
     for sub, ceiling in ceilings.items():
         for k, value in ((1, ceiling.top1_accuracy), (ceiling.top_k, ceiling.top_k_accuracy)):
-            if f"top{k}" not in {f"top{q}" for q in ks}:
-                continue
-            rows.append(
-                {
-                    "subject": sub,
-                    "model": "ceiling",
-                    "direction": "brain_to_stimulus",
-                    "metric": f"top{k}",
-                    "value": float(value),
-                    "ci_low": np.nan,
-                    "ci_high": np.nan,
-                    "protocol": "segments",
-                    "n_gallery": n_test,
-                    "chance": min(1.0, k / n_test),
-                }
-            )
+            if k in ks:
+                rows.append(_ceiling_row(sub, k, value, "segments", n_test))
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), pd.concat(curves, ignore_index=True)
-
-
-def _as_meeg_config(config: Any) -> MEEGDecodeConfig:
-    if config is None:
-        return MEEGDecodeConfig()
-    if isinstance(config, MEEGDecodeConfig):
-        return config
-    if isinstance(config, TrainConfig):
-        return MEEGDecodeConfig(train=config)
-    if isinstance(config, str | os.PathLike):
-        return MEEGDecodeConfig.from_yaml(config)
-    raise TypeError(
-        "'config' must be a MEEGDecodeConfig, a TrainConfig, the path of a YAML config or None, "
-        f"got {type(config).__name__}."
-    )
 
 
 def decode_simulated_meeg(
@@ -566,7 +518,7 @@ def decode_simulated_meeg(
     from brainalign.train.checkpoint import latest_checkpoint
     from brainalign.train.loop import encode, fit
 
-    config = _as_meeg_config(config)
+    config = _coerce_config(config, MEEGDecodeConfig)
     if seed is not None:
         config = config.replace(seed=int(seed), train=config.train.replace(seed=int(seed)))
     dataset = load_meeg_decode_dataset(
