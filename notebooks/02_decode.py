@@ -183,7 +183,8 @@ plt.show()
 #   noise covariance (spatial and temporal) before correlating. The plain correlation oracle
 #   saved with the dataset is *not* a bound: a decoder that learns spatial filters beats it.
 #
-# Whole sentences are held out, so overlapping windows never leak test data into training.
+# Blocks of whole sentences (at least 30 s) are held out, and windows that cross a block's edge
+# are dropped, so no sample of a test window's audio or recording is ever trained on.
 
 # %%
 from brainalign.pipelines.decode_meeg import MEEGDecodeConfig, decode_simulated_meeg
@@ -195,9 +196,9 @@ from brainalign.pipelines.simulate_meeg import (
 if SMOKE:
     meg = simulate_meeg_dataset(
         workdir / "simulated_meg",
-        duration=40.0,
+        duration=60.0,
         n_channels=24,
-        snr=0.3,
+        snr=1.0,
         n_dipoles_per_patch=3,
         verbose=False,
     )
@@ -205,6 +206,7 @@ if SMOKE:
         {
             "test_fraction": 0.3,
             "val_fraction": 0.2,
+            "block_duration": 8.0,
             "n_bootstrap": 100,
             "n_draws": 5,
             "train": {

@@ -12,9 +12,9 @@ from brainalign.data.simulate.meeg import compute_noise_ceiling
 from brainalign.pipelines.decode import train_from_config
 from brainalign.pipelines.decode_meeg import (
     MEEGDecodeConfig,
+    block_splits,
     decode_simulated_meeg,
     oracle_ceiling,
-    sentence_splits,
 )
 from brainalign.pipelines.simulate_meeg import simulate_meeg_dataset
 
@@ -32,13 +32,13 @@ TINY_TRAIN = {
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """Two subjects, 24 MEG channels, 40 s of speech (about 80 words in 5 sentences)."""
+    """Two subjects, 24 MEG channels, 60 s of speech (about 120 words in 7 sentences)."""
     return simulate_meeg_dataset(
         tmp_path_factory.mktemp("meg") / "speech",
         seed=0,
         n_subjects=2,
-        duration=40.0,
-        snr=0.3,
+        duration=60.0,
+        snr=1.0,
         n_channels=24,
         n_dipoles_per_patch=3,
         verbose=False,
@@ -49,24 +49,67 @@ def _tiny(dataset, **changes) -> MEEGDecodeConfig:
     config = MEEGDecodeConfig.from_yaml(
         CONFIG, [*sorted(TINY_TRAIN), f"dataset={dataset.root}", "n_bootstrap=20", "n_draws=3"]
     )
-    return config.replace(test_fraction=0.3, val_fraction=0.2, **changes)
+    return config.replace(test_fraction=0.3, val_fraction=0.2, block_duration=8.0, **changes)
 
 
 # --------------------------------------------------------------------------- splits
-def test_sentence_splits_keep_sentences_whole_and_follow_the_fractions():
-    sentences = np.repeat(np.arange(20), 7)
-    split = sentence_splits(sentences, 0.2, 0.1, seed=3)
-    for s in range(20):
-        assert len(set(split[sentences == s])) == 1
+def _story(n_sentences=40, words=8):
+    """Word onsets of a story: 0.45 s between words, 0.3 s more between sentences."""
+    onsets, sentences, t = [], [], 1.0
+    for sentence in range(n_sentences):
+        for _ in range(words):
+            onsets.append(t)
+            sentences.append(sentence)
+            t += 0.45
+        t += 0.3
+    return np.array(onsets), np.array(sentences)
+
+
+def test_block_splits_never_let_windows_of_two_splits_share_a_sample():
+    onsets, sentences = _story()
+    window = (-0.5, 2.5)
+    split = block_splits(
+        onsets, sentences, window, test_fraction=0.2, val_fraction=0.1, block_duration=20.0,
+        seed=3,
+    )  # fmt: skip
+    kept = split != "none"
+    assert set(split[kept]) == {"train", "val", "test"}
+    for s in np.unique(sentences):  # a sentence is never split
+        assert len(set(split[(sentences == s) & kept])) == 1
+    start, stop = onsets + window[0], onsets + window[1]
+    for label in ("train", "val"):
+        a = np.flatnonzero(split == label)
+        b = np.flatnonzero((split != label) & kept)
+        overlap = (start[a][:, None] < stop[b][None, :]) & (start[b][None, :] < stop[a][:, None])
+        assert not overlap.any(), label
+    # only windows at block edges are dropped: most windows are kept
+    assert 0.75 < kept.mean() < 1.0
+    np.testing.assert_array_equal(
+        split,
+        block_splits(
+            onsets, sentences, window, test_fraction=0.2, val_fraction=0.1,
+            block_duration=20.0, seed=3,
+        ),
+    )  # fmt: skip
+
+
+def test_block_splits_follow_the_fractions_of_blocks():
+    onsets, sentences = _story(n_sentences=40, words=8)  # 40 sentences of ~3.9 s
+    split = block_splits(
+        onsets, sentences, (0.0, 0.1), test_fraction=0.2, val_fraction=0.1, block_duration=3.0,
+        seed=0,
+    )  # fmt: skip
     per_sentence = pd.Series(split).groupby(sentences).first().value_counts()
-    assert per_sentence.to_dict() == {"train": 14, "test": 4, "val": 2}
-    np.testing.assert_array_equal(split, sentence_splits(sentences, 0.2, 0.1, seed=3))
-    assert not np.array_equal(split, sentence_splits(sentences, 0.2, 0.1, seed=4))
+    assert per_sentence.to_dict() == {"train": 28, "test": 8, "val": 4}
 
 
-def test_sentence_splits_refuse_too_few_sentences():
-    with pytest.raises(ValueError, match="2 sentences cannot give 1 test and 1 validation"):
-        sentence_splits([0, 0, 1, 1], 0.3, 0.3, seed=0)
+def test_block_splits_refuse_too_few_blocks():
+    onsets, sentences = _story(n_sentences=4)
+    with pytest.raises(ValueError, match="blocks of at least block_duration=30 s cannot give"):
+        block_splits(
+            onsets, sentences, (-0.5, 2.5), test_fraction=0.2, val_fraction=0.1,
+            block_duration=30.0,
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the ceiling
@@ -125,7 +168,7 @@ def test_a_partial_train_section_keeps_the_meeg_defaults():
     ("change", "message"),
     [
         ({"test_fraction": 0.0}, "test_fraction=0.0"),
-        ({"test_fraction": 0.6, "val_fraction": 0.5}, "leave training sentences"),
+        ({"test_fraction": 0.6, "val_fraction": 0.5}, "leave training blocks"),
         ({"target_sfreq": -1.0}, "target_sfreq must be a positive number or null"),
         ({"top_k": 0}, "top_k must be an integer >= 1"),
         ({"ridge_alphas": [1.0, -2.0]}, "ridge_alphas must be positive"),
@@ -169,12 +212,14 @@ def test_decoding_reports_segment_retrieval_beside_ridge_and_the_ceiling(decoded
         assert (rows["value"] <= rows["ci_high"] + 1e-12).all()
     top10 = table[table["metric"] == "top10"]
     np.testing.assert_allclose(top10["chance"], 10 / n_test)
-    # every segment of a test sentence is a test segment, none of them is trained on
-    split = sentence_splits(
-        dataset.recordings["01"].trials["sentence"].to_numpy(), 0.3, 0.2, seed=0
-    )
+    # the test segments are the windows wholly inside the test blocks
+    trials = dataset.recordings["01"].trials
+    split = block_splits(
+        trials["onset"].to_numpy(), trials["sentence"].to_numpy(), (-0.5, 2.5 + 1 / 120),
+        test_fraction=0.3, val_fraction=0.2, block_duration=8.0, seed=0,
+    )  # fmt: skip
     np.testing.assert_array_equal(
-        decoded.test_ids, dataset.recordings["01"].trials["stimulus_id"].to_numpy()[split == "test"]
+        decoded.test_ids, trials["stimulus_id"].to_numpy()[split == "test"]
     )
     emb = decoded.embeddings["contrastive"]["01"]
     assert emb.shape == (n_test, decoded.targets.shape[1])
@@ -213,3 +258,31 @@ def test_brainalign_train_dispatches_a_meeg_config(dataset, tmp_path):
     results = train_from_config(path, ["train.epochs=1"], out_dir=tmp_path / "run", verbose=False)
     assert set(results.table["protocol"]) == {"segments"}
     assert (tmp_path / "run" / "decode_meeg.yaml").is_file()
+
+
+def test_a_top_k_above_the_test_set_keeps_top1_only(dataset):
+    config = _tiny(dataset, top_k=500, n_bootstrap=0).replace(
+        train=_tiny(dataset).train.replace(epochs=1)
+    )
+    results = decode_simulated_meeg(dataset, config=config, verbose=False)
+    assert set(results.table["metric"]) == {"top1"}
+    ceiling = results.table[results.table["model"] == "ceiling"]
+    assert len(ceiling) == 2  # one row per subject
+
+
+def test_the_job_builds_only_its_own_encoder_and_keeps_partial_model_kwargs():
+    with pytest.raises(ValueError, match=r"train\.model must be 'brainmagick'"):
+        MEEGDecodeConfig(train=MEEGDecodeConfig().train.replace(model="mindeye2"))
+    config = MEEGDecodeConfig.from_dict({"train": {"model_kwargs": {"hidden": 128}}})
+    assert config.train.model_kwargs == {**MEEGDecodeConfig().train.model_kwargs, "hidden": 128}
+
+
+def test_a_misspelled_kind_and_evaluating_a_meeg_run_say_what_to_do(decoded, tmp_path):
+    from brainalign.pipelines.decode import evaluate_checkpoint
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("kind: meg-speech\n")
+    with pytest.raises(ValueError, match="unknown kind 'meg-speech'; 'meeg-speech'"):
+        train_from_config(path)
+    with pytest.raises(ValueError, match="is an M/EEG speech decoding run"):
+        evaluate_checkpoint(decoded.out_dir)

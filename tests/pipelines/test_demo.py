@@ -45,7 +45,7 @@ def test_demo_runs_the_main_job(capsys, tmp_path, monkeypatch):
     quick = {
         "decode_overrides": ["train.epochs=8"],
         "reconstruction_epochs": 2,
-        "meeg_overrides": ["train.epochs=2", "n_bootstrap=50"],
+        "meeg_overrides": ["train.epochs=2", "n_bootstrap=50", "block_duration=10"],
         "meeg_duration": 60.0,
     }
     results = run_demo(tmp_path / "data", verbose=False, **quick)

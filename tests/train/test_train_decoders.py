@@ -97,3 +97,16 @@ def test_contrastive_decoder_beats_chance():
         dec2.transform(X[:2], subjects=["c", "c"])
     with pytest.raises(RuntimeError, match="not fitted"):
         ContrastiveDecoder().transform(X)
+
+
+@pytest.mark.parametrize(("n", "p", "rank"), [(40, 300, 40), (40, 300, 5), (300, 40, 40)])
+@pytest.mark.parametrize("alpha", [1e-9, 1.0, 100.0])
+def test_ridge_equals_sklearn_for_wide_tall_and_rank_deficient_inputs(n, p, rank, alpha):
+    """The Gram-matrix route for wide/tall inputs, and LAPACK's SVD for tiny penalties."""
+    rng = np.random.default_rng(n + p + rank)
+    X = rng.normal(size=(n, rank)) @ rng.normal(size=(rank, p))
+    Y = rng.normal(size=(n, 3))
+    ours = RidgeDecoder(alphas=alpha).fit(X, Y)
+    ref = Ridge(alpha=alpha, solver="svd").fit(X, Y)
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-5, atol=1e-8)

@@ -170,7 +170,7 @@ class _SectionedConfig:
                 f"Allowed keys: {', '.join(names)}."
             )
         train_config = TrainConfig.from_dict(
-            {**cls._default_train().to_dict(), **train}, train_overrides
+            _merge_train(cls._default_train(), train), train_overrides
         )
         return cls(**values, train=train_config)
 
@@ -320,6 +320,17 @@ class DecodeConfig(_SectionedConfig):
             object.__setattr__(self, "gallery_sizes", tuple(int(n) for n in self.gallery_sizes))
 
     # ----------------------------------------------------------------- dicts / YAML
+
+
+def _merge_train(defaults: TrainConfig, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``train:`` section over the job's default training settings; ``model_kwargs`` are
+    merged one level deep when the model is the default one (a partial ``model_kwargs`` keeps
+    the other default sizes)."""
+    merged = {**defaults.to_dict(), **values}
+    kwargs = values.get("model_kwargs")
+    if isinstance(kwargs, Mapping) and merged["model"] == defaults.model:
+        merged["model_kwargs"] = {**defaults.model_kwargs, **kwargs}
+    return merged
 
 
 def _coerce_config(config: Any, cls: type) -> Any:
@@ -1042,6 +1053,12 @@ def train_from_config(
         kind = (yaml.safe_load(path.read_text()) or {}).get("kind")
     except (yaml.YAMLError, AttributeError):
         kind = None  # from_yaml reports what is wrong with the file
+    if kind is not None and kind != "meeg-speech":
+        raise ValueError(
+            f"In {str(path)!r}: unknown kind {kind!r}; 'meeg-speech' (M/EEG speech decoding, "
+            "configs/decode_simulated_meg.yaml), or no kind for fMRI image decoding "
+            "(configs/decode_simulated_fmri.yaml)."
+        )
     if kind == "meeg-speech":
         from .decode_meeg import MEEGDecodeConfig, decode_simulated_meeg
 
@@ -1067,6 +1084,12 @@ def _run_dir_of(path: Path) -> tuple[Path, Path]:
             run = candidate
             break
     else:
+        if any((c / "decode_meeg.yaml").is_file() for c in (path, path.parent, path.parent.parent)):
+            raise ValueError(
+                f"{str(path)!r} is an M/EEG speech decoding run: its results are in results.tsv; "
+                "`brainalign train CONFIG --resume` (or decode_simulated_meeg(..., resume=True)) "
+                "evaluates a finished run again without training."
+            )
         raise FileNotFoundError(
             f"{str(path)!r} is not a decoding run: no {DECODE_CONFIG_NAME} in it or above it. "
             "Pass the out_dir of decode_simulated_fmri / `brainalign train`, or one of its "

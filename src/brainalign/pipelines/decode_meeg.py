@@ -9,8 +9,11 @@ The brainmagick protocol (Défossez et al., 2023) on a dataset of
 2. **targets**: the same window of a speech feature of the ground truth (by default the 40-band
    log-mel spectrogram), averaged into bins of ``1 / target_sfreq`` s and standardised per band
    with the mean and SD of the training windows;
-3. **splits**: whole sentences (the same for every subject, who all hear the same story): a
-   seeded ``test_fraction`` of them are the test segments, ``val_fraction`` validate each epoch;
+3. **splits**: consecutive whole sentences are merged into blocks of at least
+   ``block_duration`` s (the same for every subject, who all hear the same story); a seeded
+   ``test_fraction`` of the blocks are test blocks and ``val_fraction`` validate each epoch, and
+   a window that does not lie wholly inside its block is dropped (:func:`block_splits`), so no
+   sample of a test window's audio or recording is ever trained on;
    channels are z-scored per subject with the training windows' statistics;
 4. **the contrastive model**: the brainmagick encoder of :mod:`brainalign.models.meeg` (spatial
    attention over the sensor layout, subject layers, dilated convolutions) shared by all
@@ -50,6 +53,7 @@ Chance is 1/89 and 10/89; the unwhitened correlation oracle saved with the datas
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -71,16 +75,17 @@ from .decode import (
     _ceiling_row,
     _check_alphas,
     _coerce_config,
+    _merge_train,
     _retrieval_rows,
     _SectionedConfig,
 )
 
 __all__ = [
     "MEEGDecodeConfig",
+    "block_splits",
     "decode_simulated_meeg",
     "load_meeg_decode_dataset",
     "oracle_ceiling",
-    "sentence_splits",
 ]
 
 MEEG_KIND = "meeg-speech"
@@ -128,7 +133,10 @@ class MEEGDecodeConfig(_SectionedConfig):
         Rate of the target windows, Hz: the feature is averaged in bins of
         ``round(sfreq / target_sfreq)`` samples (``None``: the recording's 120 Hz).
     test_fraction, val_fraction : float
-        Fractions of the sentences whose segments are test and validation segments.
+        Fractions of the blocks whose segments are test and validation segments.
+    block_duration : float
+        Consecutive sentences form blocks of at least this many seconds; splits are drawn per
+        block and windows across a block's edges are dropped.
     zscore_channels : bool
         z-score every channel with the mean and SD of the subject's training windows.
     ridge_sfreq : float
@@ -144,7 +152,7 @@ class MEEGDecodeConfig(_SectionedConfig):
     gallery_sizes : sequence of int | None
         Its sizes (``None``: 2, 5, 10, 20, 50, 100, … up to the number of test segments).
     seed : int
-        Seed of the sentence split and the bootstrap (``train.seed`` seeds the training).
+        Seed of the block split and the bootstrap (``train.seed`` seeds the training).
     train : TrainConfig
         Model (``"brainmagick"``), loss and optimisation; the data's sizes and sensor layouts
         are added to ``model_kwargs``.
@@ -157,6 +165,7 @@ class MEEGDecodeConfig(_SectionedConfig):
     target_sfreq: float | None = 10.0
     test_fraction: float = 0.2
     val_fraction: float = 0.1
+    block_duration: float = 30.0
     zscore_channels: bool = True
     ridge_sfreq: float = 30.0
     ridge_alphas: tuple[float, ...] = _DEFAULT_RIDGE_ALPHAS
@@ -176,12 +185,17 @@ class MEEGDecodeConfig(_SectionedConfig):
             object.__setattr__(
                 self,
                 "train",
-                TrainConfig.from_dict({**_default_meeg_train().to_dict(), **self.train}),
+                TrainConfig.from_dict(_merge_train(self._default_train(), self.train)),
             )
         if not isinstance(self.train, TrainConfig):
             raise TypeError(
                 f"MEEGDecodeConfig.train must be a TrainConfig or a mapping, got "
                 f"{self.train!r:.80}."
+            )
+        if self.train.model != "brainmagick":
+            raise ValueError(
+                f"MEEGDecodeConfig.train.model must be 'brainmagick' (the M/EEG encoder this job "
+                f"builds), got {self.train.model!r}; start from MEEGDecodeConfig().train."
             )
         if self.kind != MEEG_KIND:
             raise ValueError(
@@ -194,11 +208,20 @@ class MEEGDecodeConfig(_SectionedConfig):
                     f"MEEGDecodeConfig.{name} must be a non-empty string, got "
                     f"{getattr(self, name)!r}."
                 )
-        for name, optional in (("duration", False), ("target_sfreq", True), ("ridge_sfreq", False)):
+        for name, optional in (
+            ("duration", False),
+            ("target_sfreq", True),
+            ("ridge_sfreq", False),
+            ("block_duration", False),
+        ):
             value = getattr(self, name)
             if optional and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value < math.inf
+            ):
                 raise ValueError(
                     f"MEEGDecodeConfig.{name} must be a positive number"
                     f"{' or null' if optional else ''}, got {value!r}."
@@ -212,7 +235,7 @@ class MEEGDecodeConfig(_SectionedConfig):
         if self.test_fraction <= 0 or self.test_fraction + self.val_fraction >= 1:
             raise ValueError(
                 f"MEEGDecodeConfig.test_fraction={self.test_fraction} and val_fraction="
-                f"{self.val_fraction} must be > 0 and leave training sentences (sum below 1)."
+                f"{self.val_fraction} must be > 0 and leave training blocks (sum below 1)."
             )
         if not isinstance(self.zscore_channels, bool):
             raise TypeError(
@@ -261,42 +284,76 @@ def load_meeg_decode_dataset(
     return dataset
 
 
-def sentence_splits(
-    sentences: Any, test_fraction: float, val_fraction: float, seed: int
+def block_splits(
+    onsets: Any,
+    sentences: Any,
+    window: tuple[float, float],
+    *,
+    test_fraction: float,
+    val_fraction: float,
+    block_duration: float = 30.0,
+    seed: int = 0,
 ) -> np.ndarray:
-    """Assign whole sentences to ``"train"``, ``"val"`` and ``"test"``.
+    """Assign blocks of whole sentences to splits; drop windows that cross a block's edges.
 
     Parameters
     ----------
+    onsets : array-like of float, shape (n_segments,)
+        Word onsets, seconds on the recording's clock.
     sentences : array-like of int, shape (n_segments,)
-        The sentence of each segment.
+        The sentence of each word.
+    window : (float, float)
+        The window around each onset, seconds (``(-0.5, 2.5)``).
     test_fraction, val_fraction : float
-        Fractions of the sentences (at least one test sentence; validation may be empty).
+        Fractions of the blocks that are test and validation blocks (at least one test block;
+        validation may be empty).
+    block_duration : float
+        Consecutive sentences are merged into blocks of at least this many seconds (brainmagick
+        splits blocks of sentences the same way).
     seed : int
+        Seed of the assignment of blocks to splits.
 
     Returns
     -------
     split : ndarray of str, shape (n_segments,)
-        Segments of one sentence never straddle two splits, so overlapping windows of
-        neighbouring words cannot leak a test segment into training.
+        ``"train"``, ``"val"``, ``"test"``, or ``"none"`` for a window that does not lie wholly
+        inside its block (from the block's first word onset to the next block's): consecutive
+        windows overlap by seconds, and a window across a block edge would hold the audio of,
+        and the brain's response to, another split's words. Windows of different splits thus
+        never share a sample; the blocks near the edges are the price (about 3 s a block).
     """
+    onsets = np.asarray(onsets, dtype=float)
     sentences = np.asarray(sentences)
-    unique = np.unique(sentences)
-    n_test = max(1, round(test_fraction * len(unique)))
-    n_val = round(val_fraction * len(unique))
-    if val_fraction > 0:
-        n_val = max(1, n_val)
-    if n_test + n_val >= len(unique):
+    if onsets.shape != sentences.shape or onsets.ndim != 1:
         raise ValueError(
-            f"{len(unique)} sentences cannot give {n_test} test and {n_val} validation "
-            "sentences and still leave training ones; simulate a longer recording (duration) "
-            "or lower test_fraction / val_fraction."
+            f"'onsets' and 'sentences' must be 1-D of the same length, got {onsets.shape} and "
+            f"{sentences.shape}."
         )
-    order = np.random.default_rng([seed, 11]).permutation(unique)
-    split = np.full(len(sentences), "train", dtype=object)
-    split[np.isin(sentences, order[:n_test])] = "test"
-    split[np.isin(sentences, order[n_test : n_test + n_val])] = "val"
-    return split.astype(str)
+    # sentences in the order they are heard, each starting at its first word
+    starts = pd.Series(onsets).groupby(sentences).min().sort_values()
+    block_of_sentence, block_starts = {}, []
+    for sentence, start in starts.items():
+        if not block_starts or start - block_starts[-1] >= block_duration:
+            block_starts.append(float(start))
+        block_of_sentence[sentence] = len(block_starts) - 1
+    n_blocks = len(block_starts)
+    n_test = max(1, round(test_fraction * n_blocks))
+    n_val = max(1, round(val_fraction * n_blocks)) if val_fraction > 0 else 0
+    if n_test + n_val >= n_blocks:
+        raise ValueError(
+            f"{n_blocks} blocks of at least block_duration={block_duration:g} s cannot give "
+            f"{n_test} test and {n_val} validation blocks and still leave training ones; "
+            "simulate a longer recording (duration), or lower block_duration, test_fraction or "
+            "val_fraction."
+        )
+    order = np.random.default_rng([seed, 11]).permutation(n_blocks)
+    labels = np.full(n_blocks, "train", dtype=object)
+    labels[order[:n_test]] = "test"
+    labels[order[n_test : n_test + n_val]] = "val"
+    block = np.array([block_of_sentence[s] for s in sentences])
+    edges = np.append(block_starts, np.inf)
+    inside = (onsets + window[0] >= edges[block]) & (onsets + window[1] <= edges[block + 1])
+    return np.where(inside, labels[block], "none").astype(str)
 
 
 def _bin_mean(x: np.ndarray, width: int) -> np.ndarray:
@@ -328,10 +385,23 @@ def _prepare(dataset: Any, config: MEEGDecodeConfig) -> _MEEGPrepared:
                 f"Subject {sub!r} has other segments than subject {subjects[0]!r}; the speech "
                 "decoder needs every subject to hear the same words in the same order."
             )
-    split = sentence_splits(
-        first.trials["sentence"].to_numpy(), config.test_fraction, config.val_fraction,
-        config.seed,
-    )  # fmt: skip
+    times = np.asarray(first.times, dtype=float)
+    window = (float(times[0]), float(times[-1]) + 1.0 / float(first.sfreq))
+    split = block_splits(
+        first.trials["onset"].to_numpy(dtype=float),
+        first.trials["sentence"].to_numpy(),
+        window,
+        test_fraction=config.test_fraction,
+        val_fraction=config.val_fraction,
+        block_duration=config.block_duration,
+        seed=config.seed,
+    )
+    n_test = int((split == "test").sum())
+    if n_test <= 1:
+        raise ValueError(
+            f"Only {n_test} test window lies wholly inside its block; simulate a longer "
+            "recording (duration) or raise test_fraction."
+        )
     train = split == "train"
     truth = dataset.ground_truth
     if config.target not in truth.features:
@@ -396,21 +466,28 @@ def oracle_ceiling(
     -------
     ceiling : NoiseCeiling
         :func:`~brainalign.data.simulate.meeg.compute_noise_ceiling` of the whitened windows:
-        each noisy window is identified as the noise-free window it correlates with best. With
-        Gaussian noise of a separable covariance this is (up to the correlation's scale
-        invariance) the maximum-likelihood choice, so no decoder beats it in expectation.
+        each noisy window is identified as the noise-free window it correlates with best. This
+        is an approximate ceiling, not a proof of one: the maximum-likelihood rule would rank by
+        whitened distance, the simulated noise (brain background through the head model plus
+        sensor noise) is a sum of separable terms rather than one, and the covariances are
+        estimated. Unlike the unwhitened correlation oracle, no decoder here came near beating
+        it.
     """
     from brainalign.data.simulate.meeg import compute_noise_ceiling
 
     noise = np.asarray(noise, dtype=np.float64)
     n, c, t = noise.shape
-    spatial = _inverse_sqrt(np.einsum("nct,ndt->cd", noise, noise) / (n * t), shrinkage)
-    white = np.einsum("dc,nct->ndt", spatial, noise)
-    temporal = _inverse_sqrt(np.einsum("nct,ncu->tu", white, white) / (n * c), shrinkage)
+    spatial = _inverse_sqrt(
+        np.einsum("nct,ndt->cd", noise, noise, optimize=True) / (n * t), shrinkage
+    )
+    white = np.einsum("dc,nct->ndt", spatial, noise, optimize=True)
+    temporal = _inverse_sqrt(
+        np.einsum("nct,ncu->tu", white, white, optimize=True) / (n * c), shrinkage
+    )
 
     def whiten(x: np.ndarray) -> np.ndarray:
-        x = np.einsum("dc,nct->ndt", spatial, np.asarray(x, dtype=np.float64))
-        return np.einsum("ndt,ut->ndu", x, temporal)
+        x = np.einsum("dc,nct->ndt", spatial, np.asarray(x, dtype=np.float64), optimize=True)
+        return np.einsum("ndt,ut->ndu", x, temporal, optimize=True)
 
     return compute_noise_ceiling(whiten(clean), whiten(noisy), top_k=top_k)
 
@@ -425,14 +502,16 @@ def _brain_dataset(prep: _MEEGPrepared, rows: np.ndarray, subjects: Any = None) 
     )
 
 
-def _fit_ridge(prep: _MEEGPrepared, config: MEEGDecodeConfig, sfreq: float) -> tuple[dict, dict]:
+def _fit_ridge(
+    prep: _MEEGPrepared, config: MEEGDecodeConfig, sfreq: float, verbose: bool
+) -> tuple[dict, dict]:
     from brainalign.train.decoders import RidgeDecoder
 
     width = max(1, round(sfreq / config.ridge_sfreq))
     train, test = prep.rows("train"), prep.rows("test")
     Y = prep.targets.reshape(len(prep.targets), -1)
     decoders, emb = {}, {}
-    for sub, X in progress(prep.brain.items(), desc="ridge baseline", verbose=True):
+    for sub, X in progress(prep.brain.items(), desc="ridge baseline", verbose=verbose):
         flat = _bin_mean(X, width).reshape(len(X), -1)
         dec = RidgeDecoder(alphas=config.ridge_alphas).fit(flat[train], Y[train])
         decoders[sub] = dec
@@ -469,7 +548,8 @@ def _evaluate(
             frame.insert(0, "subject", sub)
             curves.append(frame)
     for sub, ceiling in ceilings.items():
-        for k, value in ((1, ceiling.top1_accuracy), (ceiling.top_k, ceiling.top_k_accuracy)):
+        values = {1: ceiling.top1_accuracy, ceiling.top_k: ceiling.top_k_accuracy}
+        for k, value in values.items():
             if k in ks:
                 rows.append(_ceiling_row(sub, k, value, "segments", n_test))
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), pd.concat(curves, ignore_index=True)
@@ -540,8 +620,7 @@ def decode_simulated_meeg(
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         values = config.to_dict()
-        if config.dataset == "default":
-            values["dataset"] = str(Path(dataset.root).resolve())
+        values["dataset"] = str(Path(dataset.root).resolve())  # the data this run used
         MEEGDecodeConfig.from_dict(values).to_yaml(run_dir / MEEG_CONFIG_NAME)
         with atomic_write(run_dir / PREPROCESSING_NAME, "wb") as fh:
             np.savez(fh, **prep.stats)
@@ -571,7 +650,7 @@ def decode_simulated_meeg(
         for sub in prep.brain
     }
     sfreq = float(dataset.recordings[dataset.subjects[0]].sfreq)
-    ridge, ridge_emb = _fit_ridge(prep, config, sfreq)
+    ridge, ridge_emb = _fit_ridge(prep, config, sfreq, verbose)
     ceilings = {}
     for sub in prep.brain:
         noisy = np.asarray(dataset.recordings[sub].data)
@@ -580,7 +659,7 @@ def decode_simulated_meeg(
             clean[test_rows],
             noisy[test_rows],
             noisy[train_rows] - clean[train_rows],
-            top_k=config.top_k,
+            top_k=min(config.top_k, len(test_rows) - 1),
         )
     table, curves = _evaluate({"contrastive": contrastive, "ridge": ridge_emb}, prep, config,
                               ceilings)  # fmt: skip

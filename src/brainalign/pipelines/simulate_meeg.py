@@ -704,6 +704,8 @@ def default_simulated_meeg(
     from brainalign.data.simulate._common import MANIFEST_NAME, generate_atomically
 
     check_positive("duration", duration)
+    if not np.isfinite(duration):
+        raise ValueError(f"'duration' must be a finite number of seconds, got {duration!r}.")
     if cache_dir is None:
         from brainalign.targets.cache import default_cache_dir
 
@@ -717,7 +719,8 @@ def default_simulated_meeg(
             lambda tmp: simulate_meeg_dataset(
                 tmp, seed=0, duration=float(duration), overwrite=True, verbose=verbose
             ),
-            if_exists="keep",
+            # a folder without a manifest is a broken leftover, never a finished dataset
+            if_exists="replace",
         )
     return load_simulated_meeg(dest)
 

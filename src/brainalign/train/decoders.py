@@ -76,7 +76,12 @@ def _ridge_path(
     """SVD pieces for every alpha: ``W(α) = V diag(s / (s² + α)) Uᵀ Y_c``."""
     x_mean = X.mean(0) if fit_intercept else np.zeros(X.shape[1])
     y_mean = Y.mean(0) if fit_intercept else np.zeros(Y.shape[1])
-    U, s, Vt = _thin_svd(X - x_mean)
+    Xc = X - x_mean
+    U, s, Vt = _thin_svd(Xc)
+    if s.size and float(np.min(alphas)) < 1e-8 * float(s[0]) ** 2:
+        # the Gram route loses the singular values below ~sqrt(eps) * s[0] that so small a
+        # penalty would still use: LAPACK's SVD keeps them
+        U, s, Vt = np.linalg.svd(Xc, full_matrices=False)
     UtY = U.T @ (Y - y_mean)
     return x_mean, y_mean, s, Vt, UtY
 
@@ -85,8 +90,11 @@ def _thin_svd(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``U, s, Vt`` of ``X`` through the eigendecomposition of its smaller Gram matrix.
 
     For wide or tall ``X`` (M/EEG windows: 400 × 20,000) LAPACK's SVD costs far more than one
-    Gram product (36 s vs 0.5 s measured here). Directions whose singular value is below
-    ``1e-10`` of the largest are dropped: ridge damps them to nothing anyway.
+    Gram product (36 s vs 0.5 s measured here). Singular values below about ``sqrt(eps)`` of
+    the largest come out inaccurate (the Gram matrix squares the condition number); ridge with
+    ``alpha`` above ``1e-8 * s[0]**2`` shrinks those directions to nothing, and
+    :func:`_ridge_path` uses LAPACK below that. Directions whose eigenvalue is below ``1e-20``
+    of the largest are dropped.
     """
     n, p = X.shape
     wide = n <= p
