@@ -148,6 +148,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         inputs, targets = _model_data()
         results["ddp"] = {"grads": _model_grads(inputs[rows], targets[rows], True)}
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        # no rank tears the group down while the other still talks to it (a rank that
+        # destroyed first made its peer abort under load: 'terminate called without an
+        # active exception')
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -51,6 +51,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 "steps": result.n_steps,
             }
             torch.save(state, Path(run_dir) / f"rank{rank}.pt")
+        # no rank tears the group down while the other still talks to it (a rank that
+        # destroyed first made its peer abort under load: 'terminate called without an
+        # active exception')
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

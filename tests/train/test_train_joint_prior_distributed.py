@@ -57,6 +57,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             "history": result.history,
         }
         torch.save(state, Path(out_dir) / f"rank{rank}.pt")
+        # no rank tears the group down while the other still talks to it (a rank that
+        # destroyed first made its peer abort under load: 'terminate called without an
+        # active exception')
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
