@@ -35,20 +35,21 @@ correlated noise-free one (:func:`oracle_ceiling`). The plain correlation oracle
 dataset (no whitening) is not a bound: a decoder that learns spatial filters beats it.
 
 Measured on the default dataset (2 subjects, 208-channel MEG, SNR 0.1, 300 s of speech, 592
-words in 36 sentences; 89 test segments) with the defaults (``configs/decode_simulated_meg.yaml``:
-hidden 64, depth 4, 64 attention heads, mel at 10 Hz, 30 epochs of batch 64, one CPU thread),
-mean over the 2 subjects:
+words in 36 sentences; 30-s blocks, 125 test segments) with the defaults
+(``configs/decode_simulated_meg.yaml``: hidden 64, depth 4, 64 attention heads, mel at 10 Hz,
+30 epochs of batch 64, one CPU thread), mean over the 2 subjects:
 
 ===================  ===========================  ===========================
                      brain → segment top-1 / 10   segment → brain top-1 / 10
 ===================  ===========================  ===========================
-contrastive          0.93 / 1.00                  0.95 / 1.00
-ridge (per subject)  0.50 / 0.95                  0.63 / 0.98
+contrastive          0.95 / 1.00                  0.94 / 1.00
+ridge (per subject)  0.39 / 0.87                  0.52 / 0.94
 ceiling (oracle)     1.00 / 1.00                  —
 ===================  ===========================  ===========================
 
-Chance is 1/89 and 10/89; the unwhitened correlation oracle saved with the dataset reaches top-1
-0.65 and 0.59 (over all 592 segments). Training took 343 s on 2 CPU cores shared with other jobs.
+Chance is 1/125 and 10/125; the unwhitened correlation oracle saved with the dataset reaches
+top-1 0.65 and 0.59 (over all 592 segments). Training took 189 s (the whole job 228 s) on 2 CPU
+cores shared with other jobs.
 """
 
 from __future__ import annotations
