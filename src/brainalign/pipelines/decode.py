@@ -75,7 +75,7 @@ import pandas as pd
 from brainalign._utils.atomic import atomic_write
 from brainalign._utils.progress import logger
 from brainalign._utils.validation import check_file, check_option, suggest
-from brainalign.train.config import TrainConfig
+from brainalign.train.config import TrainConfig, read_yaml_mapping, write_yaml
 
 __all__ = [
     "DecodeConfig",
@@ -182,18 +182,8 @@ class _SectionedConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, overrides: Iterable[str] = ()) -> Any:
         """Read a YAML file (see ``configs/decode_simulated_*.yaml``) and apply overrides."""
-        import yaml
-
         path = check_file(path, "path", what="YAML decoding config")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"Cannot parse the YAML config {str(path)!r}: {err}") from err
-        if not isinstance(values, Mapping):
-            raise ValueError(
-                f"The YAML config {str(path)!r} must hold a mapping of keys to values, got "
-                f"{type(values).__name__}."
-            )
+        values = read_yaml_mapping(path)
         try:
             return cls.from_dict(values, overrides)
         except (TypeError, ValueError) as err:
@@ -201,13 +191,7 @@ class _SectionedConfig:
 
     def to_yaml(self, path: str | os.PathLike) -> Path:
         """Write the config as YAML, atomically; returns the path."""
-        import yaml
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path, "w") as fh:
-            yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
-        return path
+        return write_yaml(self.to_dict(), path)
 
     def replace(self, **changes: Any) -> Any:
         """A copy with some fields changed (checked again)."""
@@ -1046,13 +1030,8 @@ def train_from_config(
     results : DecodeResults
         With ``results.checkpoint`` for :func:`evaluate_checkpoint`.
     """
-    import yaml
-
     path = check_file(path, "path", what="YAML decoding config")
-    try:
-        kind = (yaml.safe_load(path.read_text()) or {}).get("kind")
-    except (yaml.YAMLError, AttributeError):
-        kind = None  # from_yaml reports what is wrong with the file
+    kind = read_yaml_mapping(path).get("kind")
     if kind is not None and kind != "meeg-speech":
         raise ValueError(
             f"In {str(path)!r}: unknown kind {kind!r}; 'meeg-speech' (M/EEG speech decoding, "

@@ -270,18 +270,8 @@ class TrainConfig:
         -------
         config : TrainConfig
         """
-        import yaml
-
         path = check_file(path, "path", what="YAML config")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"Cannot parse the YAML config {str(path)!r}: {err}") from err
-        if not isinstance(values, Mapping):
-            raise ValueError(
-                f"The YAML config {str(path)!r} must hold a mapping of keys to values, got "
-                f"{type(values).__name__}."
-            )
+        values = read_yaml_mapping(path)
         try:
             return cls.from_dict(values, overrides)
         except (TypeError, ValueError) as err:
@@ -289,12 +279,34 @@ class TrainConfig:
 
     def to_yaml(self, path: str | Path) -> Path:
         """Write the config as YAML, atomically; returns the path."""
-        import yaml
+        return write_yaml(self.to_dict(), path)
 
-        path = Path(path)
-        with atomic_write(path, "w") as fh:
-            yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
-        return path
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds (empty file: ``{}``), or a clear error."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"Cannot parse the YAML config {str(path)!r}: {err}") from err
+    if not isinstance(values, Mapping):
+        raise ValueError(
+            f"The YAML config {str(path)!r} must hold a mapping of keys to values, got "
+            f"{type(values).__name__}."
+        )
+    return dict(values)
+
+
+def write_yaml(values: Mapping[str, Any], path: str | Path) -> Path:
+    """Write plain values as YAML (keys in order), atomically, creating the folder; the path."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as fh:
+        yaml.safe_dump(dict(values), fh, sort_keys=False)
+    return path
 
 
 def _plain(value: Any) -> Any:
