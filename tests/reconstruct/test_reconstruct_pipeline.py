@@ -223,3 +223,33 @@ def test_other_errors(plain_run, dataset):
         reconstruct_from_decoding(plain_run, dataset, prior="joint", **FAST)
     with pytest.raises(TypeError, match=r"'decoder' must be an EmbeddingDecoder"):
         reconstruct_from_decoding(plain_run, dataset, decoder=3, **FAST)
+
+
+def test_the_standin_learns_from_a_seeded_subset_of_the_training_images(
+    plain_run, dataset, monkeypatch
+):
+    import brainalign.pipelines.reconstruct as recon
+
+    seen = []
+    original = recon._image_decoder
+
+    def spy(targets, ids, *args, **kwargs):
+        seen.append((np.asarray(targets).copy(), list(ids)))
+        return original(targets, ids, *args, **kwargs)
+
+    monkeypatch.setattr(recon, "_image_decoder", spy)
+    train_ids = [s for s in plain_run.stimulus_ids if s not in set(plain_run.test_ids)]
+    row = {s: i for i, s in enumerate(plain_run.stimulus_ids)}
+    for _ in range(2):
+        reconstruct_from_decoding(plain_run, dataset, decoder_images=10, **FAST)
+    reconstruct_from_decoding(plain_run, dataset, decoder_images=None, **FAST)
+    (t1, ids1), (_, ids2), (_, ids_all) = seen
+    assert len(ids1) == 10
+    assert ids1 == ids2  # seeded: the same draw every time
+    assert set(ids1) <= set(train_ids)
+    assert ids1 == sorted(ids1, key=train_ids.index)
+    np.testing.assert_array_equal(t1, plain_run.targets[[row[s] for s in ids1]])
+    assert ids_all == train_ids  # None: every training image
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=r"'decoder_images' must be"):
+            reconstruct_from_decoding(plain_run, dataset, decoder_images=bad, **FAST)

@@ -147,6 +147,7 @@ def reconstruct_from_decoding(
     image_size: int = 64,
     channels: int = 128,
     epochs: int = 30,
+    decoder_images: int | None = 1000,
     n_bootstrap: int = 1000,
     out_dir: str | os.PathLike | None = None,
     seed: int = 0,
@@ -195,8 +196,12 @@ def reconstruct_from_decoding(
     image_size : int
         Side of the reconstructions, pixels (a power of two).
     channels, epochs : int
-        Width and training epochs of the stand-in image decoder (about 4 s per epoch for 900
+        Width and training epochs of the stand-in image decoder (about 4 s per epoch for 1,000
         images of 64 px on 2 CPU cores).
+    decoder_images : int | None
+        The stand-in decoder learns from at most this many training images (a seeded draw;
+        ``None``: all of them): its cost grows with their number, and 1,000 are enough for
+        the pixel-level drawing it does.
     n_bootstrap : int
         Bootstrap draws over test images for the CIs.
     out_dir : path-like | None
@@ -234,6 +239,13 @@ def reconstruct_from_decoding(
     row = {sid: i for i, sid in enumerate(ids)}
     test_rows = [row[s] for s in test_ids]
     train_ids = [sid for sid in ids if sid not in set(test_ids)]
+    if decoder_images is not None:
+        if isinstance(decoder_images, bool) or int(decoder_images) != decoder_images:
+            raise ValueError(
+                f"'decoder_images' must be an integer or None, got {decoder_images!r}."
+            )
+        if decoder_images < 1:
+            raise ValueError(f"'decoder_images' must be at least 1, got {decoder_images!r}.")
     steps: list[str] = []
 
     # 1. the embeddings to draw
@@ -273,9 +285,15 @@ def reconstruct_from_decoding(
     true_emb = results.targets[test_rows]
     if decoder is None:
         label = DECODER_LABEL
+        fit_ids = train_ids
+        if decoder_images is not None and len(train_ids) > decoder_images:
+            keep = np.random.default_rng([seed, 11]).choice(
+                len(train_ids), int(decoder_images), replace=False
+            )
+            fit_ids = [train_ids[i] for i in np.sort(keep)]
         standin = _image_decoder(
-            results.targets[[row[s] for s in train_ids]],
-            train_ids,
+            results.targets[[row[s] for s in fit_ids]],
+            fit_ids,
             dataset,
             image_size=image_size,
             channels=channels,
