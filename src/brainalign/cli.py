@@ -303,12 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group("image options (fmri, and meg / eeg with --paradigm images)")
     g.add_argument(
-        "--n-stimuli", type=int, default=None, help="distinct images (default 1000 / 200)"
+        "--n-stimuli", type=int, default=None, help="distinct images (default 3000 / 200)"
     )
     g.add_argument("--images", type=Path, default=None, help="folder of your own images")
     g.add_argument("--image-size", type=int, default=128, help="image side, pixels")
     g = p.add_argument_group("fmri options")
-    g.add_argument("--n-test", type=int, default=100, help="shared test images (default 100)")
+    g.add_argument("--n-test", type=int, default=300, help="shared test images (default 300)")
     g.add_argument("--resolution-mm", type=int, default=3, help="voxel size, mm (default 3)")
     g = p.add_argument_group("meg / eeg options")
     g.add_argument(

@@ -133,6 +133,25 @@ def test_generating_layer_tops_rsa_with_the_real_network(dataset, cache):
             assert max(scores, key=scores.get) == layer, (sub, region, scores)
 
 
+def test_pooled_layers_keep_their_values_and_share_the_targets_cache(dataset, cache):
+    """global_pool (the VOT layer) has no grid: its 1,280 values are kept, under the cache
+    entry that decoding_targets reads, so the decoding job does not run the network again."""
+    from brainalign.pipelines.decode import decoding_targets
+
+    feats = compute_layer_features(
+        dataset.stimuli, ["blocks.1", "global_pool"], image_size=64, cache_dir=cache,
+        verbose=False,
+    )  # fmt: skip
+    n = len(dataset.stimuli)
+    assert feats["blocks.1"].shape == (n, 24 * 4 * 4)  # grid-pooled 4 x 4
+    assert feats["global_pool"].shape == (n, 1280)
+    entries = sorted(Path(cache).rglob("*"))
+    targets = decoding_targets(dataset, cache_dir=cache, verbose=False)
+    assert sorted(Path(cache).rglob("*")) == entries  # a cache hit: nothing new written
+    np.testing.assert_array_equal(targets.to_numpy(), feats["global_pool"])
+    assert EFFICIENTNET_REGION_LAYERS["VOT"] == "global_pool"
+
+
 def test_reload_checks_the_files(dataset, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(dataset.folder, copy)
@@ -221,9 +240,10 @@ def test_default_dataset(tmp_path, monkeypatch):
     start = time.perf_counter()
     ds = default_simulated_fmri(verbose=False)
     elapsed = time.perf_counter() - start
-    assert ds.folder == tmp_path / "cache" / "simulated" / "fmri-v1-seed0"
-    assert len(ds.stimuli) == 1000
-    assert len(ds.test_ids) == 100
+    assert ds.folder == tmp_path / "cache" / "simulated" / "fmri-v2-seed0"
+    assert len(ds.stimuli) == 3000
+    assert len(ds.test_ids) == 300
+    assert ds.ground_truth.region_layers["VOT"] == "global_pool"
     assert len(ds.subjects) == 4
     for sub in ds.subjects:
         assert 1500 < ds[sub].n_features < 4000

@@ -11,7 +11,7 @@ table (``rsa.csv``), the best layer per region (``best_layers.csv``), the config
 A configuration is a YAML file whose keys are the fields of :class:`RSAConfig`::
 
     dataset: default          # or the folder of `brainalign simulate fmri --out DIR`
-    layers: [blocks.1, blocks.3, blocks.4, blocks.6]
+    layers: [blocks.1, blocks.3, blocks.4, global_pool]
     method: spearman
     topological: true
     n_permutations: 1000

@@ -244,8 +244,9 @@ def _decoding_section(
     from .reconstruct import reconstruct_from_decoding
 
     print("\n== Decoding: brain -> image embedding, contrastive vs ridge vs ceiling ==")
-    # beside the dataset, in the demo's data root
-    run_dir = dataset.folder.parent / "demo-decode"
+    # beside the dataset, in the demo's data root, named after it: a run on an earlier version
+    # of the default dataset is not evaluated on this one
+    run_dir = dataset.folder.parent / f"demo-decode-{dataset.folder.name}"
     if (run_dir / "summary.json").is_file():  # a finished run: evaluate it again
         decoding = evaluate_checkpoint(run_dir, dataset, verbose=False)
     else:  # resume continues a run that was interrupted

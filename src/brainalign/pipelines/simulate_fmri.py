@@ -52,7 +52,10 @@ from brainalign.io.stimuli import StimulusSet
 from brainalign.pipelines.stimuli import STIMULUS_TABLE, build_stimulus_set
 
 __all__ = [
+    "DEFAULT_N_STIMULI",
+    "DEFAULT_N_TEST",
     "EFFICIENTNET_REGION_LAYERS",
+    "POOLED_LAYERS",
     "SimulatedFMRI",
     "compute_layer_features",
     "default_simulated_fmri",
@@ -62,16 +65,31 @@ __all__ = [
 
 #: Which EfficientNet-Lite0 layer drives which default region (early layers → early regions).
 #: At 128 px input: blocks.1 (24 channels, 32 × 32), blocks.3 (80, 8 × 8), blocks.4 (112, 8 × 8),
-#: blocks.6 (320, 4 × 4).
+#: and for the ventral occipito-temporal region the network's image embedding, ``global_pool``
+#: (1,280 values, no grid): high-level visual cortex carries the semantic, position-invariant
+#: content that CLIP-like embeddings capture, which is what makes NSD decodable into CLIP space
+#: (MindEye). With ``blocks.6`` there instead (version 1 of the default dataset), a linear read-out
+#: of the noise-free layer features of all 810 training images identified only 73 % of the 100
+#: test images from their ``global_pool`` embedding: the decoding target was not in the brain.
 EFFICIENTNET_REGION_LAYERS: dict[str, str] = {
     "EVC": "blocks.1",
     "LOC": "blocks.3",
     "IPS": "blocks.4",
-    "VOT": "blocks.6",
+    "VOT": "global_pool",
 }
 
+#: The default dataset's size: MindEye's 300-way retrieval needs at least 300 shared test images,
+#: and the 2,700 training images give each subject ~880 (270 seen by all, the rest its own).
+DEFAULT_N_STIMULI = 3000
+DEFAULT_N_TEST = 300
+
+#: EfficientNet-Lite0's outputs that have no spatial grid any more (n_stimuli, n_values).
+POOLED_LAYERS: frozenset[str] = frozenset(
+    {"global_pool", "global_pool.pool", "global_pool.flatten", "classifier"}
+)
+
 #: Bumped whenever the default dataset's content changes (names the cached folder).
-_DEFAULT_VERSION = 1
+_DEFAULT_VERSION = 2
 _STIMULI_DIR = "stimuli"
 
 
@@ -195,7 +213,11 @@ def compute_layer_features(
         The images are centre-cropped to a square, resized (bicubic) to this size and scaled as
         EfficientNet-Lite0 expects (mean 127, SD 128 on the 0-255 scale).
     grid_size : int
-        Adaptive average pooling of every layer to ``grid_size × grid_size``.
+        Adaptive average pooling of every convolutional layer to ``grid_size × grid_size``.
+        The network's already pooled outputs (:data:`POOLED_LAYERS`: ``global_pool``, the
+        1,280-value image embedding, and the classifier) are kept as they are, with the
+        pooling spec ``"avg"`` that :func:`brainalign.pipelines.decode.decoding_targets`
+        uses, so both read the same cache entry.
     cache, cache_dir
         The on-disk feature cache (:class:`brainalign.targets.FeatureCache`; default folder
         ``$BRAINALIGN_CACHE`` or ``~/.cache/brainalign``).
@@ -209,7 +231,7 @@ def compute_layer_features(
     Returns
     -------
     features : dict of str to ndarray, (n_stimuli, channels · grid_size²) float32
-        In the order of ``stimuli.ids``.
+        In the order of ``stimuli.ids``; ``(n_stimuli, n_values)`` for the pooled layers.
     """
     import torch
 
@@ -228,7 +250,12 @@ def compute_layer_features(
         VisionExtractor(model),
         stimuli,
         list(layers),
-        pooling={layer: make_pooling("grid", grid_size=grid_size) for layer in layers},
+        pooling={
+            layer: make_pooling("avg")
+            if layer in POOLED_LAYERS
+            else make_pooling("grid", grid_size=grid_size)
+            for layer in layers
+        },
         cache=cache,
         cache_dir=cache_dir,
         batch_size=batch_size,
@@ -246,7 +273,7 @@ def simulate_fmri_dataset(
     seed: int = 0,
     n_subjects: int = 4,
     n_stimuli: int | None = None,
-    n_test: int = 100,
+    n_test: int = DEFAULT_N_TEST,
     snr: float = 0.3,
     images: Any = None,
     resolution_mm: int = 3,
@@ -271,7 +298,7 @@ def simulate_fmri_dataset(
     n_subjects : int
         Number of subjects (they differ in voxel counts and read-out weights).
     n_stimuli : int | None
-        Number of distinct images: ``None`` for 1,000 built-in images, or all of ``images``;
+        Number of distinct images: ``None`` for 3,000 built-in images, or all of ``images``;
         with ``images``, an integer draws that many of them (seeded).
     n_test : int
         Shared test stimuli seen by every subject; the other stimuli are training stimuli,
@@ -357,7 +384,7 @@ def _generate(
         stimuli = build_stimulus_set(
             folder / _STIMULI_DIR,
             images=images,
-            n_stimuli=n_stimuli,
+            n_stimuli=DEFAULT_N_STIMULI if images is None and n_stimuli is None else n_stimuli,
             image_size=image_size,
             seed=seed,
             verbose=verbose,
@@ -501,8 +528,8 @@ def default_simulated_fmri(
         if_exists="keep",
         seed=0,
         n_subjects=defaults.n_subjects,
-        n_stimuli=1000,
-        n_test=defaults.n_test,
+        n_stimuli=DEFAULT_N_STIMULI,
+        n_test=DEFAULT_N_TEST,
         snr=defaults.snr,
         images=None,
         resolution_mm=defaults.resolution_mm,
