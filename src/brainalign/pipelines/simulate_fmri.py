@@ -16,12 +16,11 @@
 
 The images are fed to the network at their own size (``image_size``, 128 px by default, instead
 of EfficientNet-Lite0's 224 px), with channels-last convolutions: the network's cost grows with
-the number of pixels. Measured on 2 CPU cores for the default dataset (1,000 images, 4
-subjects, 3 mm voxels): ~58 s of CPU time in all, of which ~45 s for the features (including
-~8 s of imports and model loading), ~6 s for the stimuli, ~6 s for the simulation and ~2 s
-for writing — about 35-45 s of wall time on an idle machine (2-3 min when other jobs share the
-cores). At 224 px the features cost about three times as much. A second generation with the
-same stimuli reads the features from the cache.
+the number of pixels. Measured on 2 CPU cores for the default dataset (3,000 images, 4
+subjects, 3 mm voxels): about 90 s of wall time in all on a lightly loaded machine, most of it
+the features (the network's forward passes); 32 s when the features are in the cache, peak
+memory 2.1 GiB. At 224 px the features cost about three times as much. A second generation
+with the same stimuli reads the features from the cache.
 """
 
 from __future__ import annotations
