@@ -238,7 +238,7 @@ oracle
 # layer's features.
 
 # %%
-layers = sorted(set(gt.region_layers.values()), key=lambda n: int(n.split(".")[1]))
+layers = list(gt.info["layers"])  # the generating layers, in the network's order
 features = compute_layer_features(
     dataset.stimuli, layers, image_size=IMAGE_SIZE, cache_dir=FEATURE_CACHE, verbose=False
 )
