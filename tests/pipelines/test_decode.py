@@ -332,3 +332,31 @@ def test_a_prior_weight_trains_the_joint_prior_that_reconstruction_uses(dataset,
         res, dataset, image_size=16, epochs=1, n_bootstrap=5, low_level=False, verbose=False
     )
     assert "prior" in recon.method
+
+
+def test_a_run_is_not_resumed_on_another_dataset(dataset, tmp_path):
+    """The weights of a run trained on one dataset would load into a model for another with
+    the same voxel counts (e.g. an earlier version of the default dataset): refused."""
+    import json
+
+    other = simulate_fmri_dataset(
+        tmp_path / "other", seed=4, feature_cache_dir=tmp_path / "features", **TINY
+    )
+    train = TrainConfig(model="linear", epochs=1, batch_size=32, device="cpu", log_every=50)
+    config = DecodeConfig(train=train, n_bootstrap=0, n_draws=2, gallery_sizes=(2, N_TEST))
+    out = tmp_path / "run"
+    first = decode_simulated_fmri(dataset, config=config, out_dir=out, verbose=False)
+    record = json.loads((out / "dataset.json").read_text())
+    assert record["folder"] == str(dataset.folder.resolve())
+    assert len(record["manifest_sha256"]) == 64
+    with pytest.raises(ValueError, match=r"was trained on the dataset .* Give another out_dir"):
+        decode_simulated_fmri(other, config=config, out_dir=out, resume=True, verbose=False)
+    assert json.loads((out / "dataset.json").read_text()) == record  # nothing overwritten
+    # a run written before the record existed: its decode.yaml names the dataset
+    (out / "dataset.json").unlink()
+    with pytest.raises(ValueError, match=r"was trained on the dataset"):
+        decode_simulated_fmri(other, config=config, out_dir=out, resume=True, verbose=False)
+    again = decode_simulated_fmri(dataset, config=config, out_dir=out, resume=True, verbose=False)
+    for sub, emb in first.embeddings["contrastive"].items():  # the finished run's weights
+        np.testing.assert_array_equal(again.embeddings["contrastive"][sub], emb)
+    assert json.loads((out / "dataset.json").read_text()) == record

@@ -112,6 +112,7 @@ RESULT_COLUMNS = (
 DIRECTIONS = ("brain_to_stimulus", "stimulus_to_brain")
 DECODE_CONFIG_NAME = "decode.yaml"
 PREPROCESSING_NAME = "preprocessing.npz"
+DATASET_RECORD_NAME = "dataset.json"
 TRAIN_DIR = "train"
 _DEFAULT_RIDGE_ALPHAS = (1.0, 10.0, 100.0, 316.0, 1000.0, 3162.0, 10000.0, 100000.0)
 
@@ -872,8 +873,51 @@ def _fit_ridge(prep: _Prepared, config: DecodeConfig) -> tuple[dict[str, Any], d
     return decoders, emb
 
 
+def _dataset_identity(dataset: Any) -> dict[str, str] | None:
+    """The dataset's folder and the SHA-256 of its manifest (which lists every file's
+    checksum): what a run records, so that it is never resumed on other data."""
+    from brainalign._utils.atomic import file_sha256
+
+    folder = getattr(dataset, "folder", None)
+    if folder is None or not (Path(folder) / "manifest.yaml").is_file():
+        return None
+    digest = file_sha256(Path(folder) / "manifest.yaml")
+    return {"folder": str(Path(folder).resolve()), "manifest_sha256": digest}
+
+
+def _check_same_dataset(run_dir: Path, dataset: Any) -> None:
+    """Refuse to resume a run that was trained on another dataset (e.g. an earlier version of
+    the default one): its weights would load, and be scored on data they never saw."""
+    current = _dataset_identity(dataset)
+    if current is None:
+        return
+    recorded: dict[str, Any] | None = None
+    if (run_dir / DATASET_RECORD_NAME).is_file():
+        recorded = json.loads((run_dir / DATASET_RECORD_NAME).read_text())
+        same = recorded.get("manifest_sha256") == current["manifest_sha256"]
+    elif (run_dir / DECODE_CONFIG_NAME).is_file():  # a run written before the record existed
+        named = read_yaml_mapping(run_dir / DECODE_CONFIG_NAME).get("dataset")
+        if not isinstance(named, str) or named == "default":
+            return
+        recorded = {"folder": str(Path(named).expanduser().resolve())}
+        same = recorded["folder"] == current["folder"]
+    else:
+        return
+    if not same:
+        raise ValueError(
+            f"The run {str(run_dir)!r} was trained on the dataset {recorded.get('folder')!r}, not "
+            f"on {current['folder']!r} (its files differ): resuming it would score those "
+            "weights on data they were not trained on. Give another out_dir (or "
+            "train.out_dir), or delete the run folder to train again."
+        )
+
+
 def _save_run(out_dir: Path, config: DecodeConfig, prep: _Prepared, dataset: Any) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    identity = _dataset_identity(dataset)
+    if identity is not None:
+        with atomic_write(out_dir / DATASET_RECORD_NAME, "w") as fh:
+            json.dump(identity, fh, indent=2)
     values = config.to_dict()
     if config.dataset == "default" and dataset is not None:
         values["dataset"] = str(Path(dataset.folder).resolve())
@@ -911,7 +955,9 @@ def decode_simulated_fmri(
         ``train/``, and ``results.tsv``/``curves.tsv``. ``None``: ``config.train.out_dir``'s
         parent folder when that is set, else nothing is written (and no checkpoint).
     resume : bool
-        Continue the training from the latest checkpoint in ``out_dir/train``.
+        Continue the training from the latest checkpoint in ``out_dir/train``. A run trained
+        on another dataset (``out_dir/dataset.json`` records its folder and the SHA-256 of its
+        manifest) is refused with a ``ValueError``.
     verbose : bool
         Progress bars and a summary.
     seed : int | None
@@ -941,6 +987,8 @@ def decode_simulated_fmri(
     train_config = _train_config(config, prep, run_dir)
     config = config.replace(train=train_config)
     if run_dir is not None:
+        if resume:
+            _check_same_dataset(run_dir, dataset)
         _save_run(run_dir, config, prep, dataset)
     train_data, val_data = _datasets(prep)
     logger.info(
