@@ -308,7 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--images", type=Path, default=None, help="folder of your own images")
     g.add_argument("--image-size", type=int, default=128, help="image side, pixels")
     g = p.add_argument_group("fmri options")
-    g.add_argument("--n-test", type=int, default=300, help="shared test images (default 300)")
+    g.add_argument(
+        "--n-test",
+        type=int,
+        default=None,
+        help="shared test images (default 300; a tenth of the images when under 3000)",
+    )
     g.add_argument("--resolution-mm", type=int, default=3, help="voxel size, mm (default 3)")
     g = p.add_argument_group("meg / eeg options")
     g.add_argument(

@@ -210,6 +210,28 @@ def test_user_images_folder(tmp_path, cache):
     assert img.size == (32, 32)
 
 
+def test_n_test_defaults_to_a_tenth_of_few_images_and_is_checked_before_the_network(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(30):
+        Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(
+            folder / f"im{i:02d}.png"
+        )
+    common = {"images": folder, "n_subjects": 1, "resolution_mm": 8, "image_size": 32}
+    cache = tmp_path / "features"
+    with pytest.raises(ValueError, match=r"n_test=30 \(--n-test\) leaves no training stimulus"):
+        simulate_fmri_dataset(
+            tmp_path / "bad", n_test=30, feature_cache_dir=cache, verbose=False, **common
+        )
+    assert not cache.exists()  # refused before the network ran
+    assert not (tmp_path / "bad").exists()
+    ds = simulate_fmri_dataset(tmp_path / "ds", feature_cache_dir=cache, verbose=False, **common)
+    assert len(ds.test_ids) == 3  # 30 images: a tenth of them, not the default's 300
+
+
 def test_natural_images_are_deterministic_and_varied(tmp_path):
     a = build_natural_images(tmp_path / "a", n_stimuli=12, image_size=24, seed=5)
     build_natural_images(tmp_path / "b", n_stimuli=12, image_size=24, seed=5)

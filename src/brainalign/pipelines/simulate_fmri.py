@@ -272,7 +272,7 @@ def simulate_fmri_dataset(
     seed: int = 0,
     n_subjects: int = 4,
     n_stimuli: int | None = None,
-    n_test: int = DEFAULT_N_TEST,
+    n_test: int | None = None,
     snr: float = 0.3,
     images: Any = None,
     resolution_mm: int = 3,
@@ -299,9 +299,11 @@ def simulate_fmri_dataset(
     n_stimuli : int | None
         Number of distinct images: ``None`` for 3,000 built-in images, or all of ``images``;
         with ``images``, an integer draws that many of them (seeded).
-    n_test : int
+    n_test : int | None
         Shared test stimuli seen by every subject; the other stimuli are training stimuli,
         mostly unique to each subject (a fraction ``config.train_overlap`` seen by all).
+        ``None``: :data:`DEFAULT_N_TEST` (300, MindEye's 300-way retrieval) when there are at
+        least 10 times as many stimuli, else a tenth of them (at least 2).
     snr : float
         Median single-trial SNR per voxel (signal variance / noise variance, see
         :mod:`brainalign.data.simulate.fmri`).
@@ -357,7 +359,7 @@ def _generate(
     seed: int,
     n_subjects: int,
     n_stimuli: int | None,
-    n_test: int,
+    n_test: int | None,
     snr: float,
     images: Any,
     resolution_mm: int,
@@ -369,17 +371,19 @@ def _generate(
     verbose: bool,
 ) -> SimulatedFMRI:
     base = config if config is not None else FMRISimulationConfig()
+    # checked here, before any image is made (n_test against the stimuli: once they exist)
     cfg = dataclasses.replace(
         base,
         seed=seed,
         n_subjects=n_subjects,
-        n_test=n_test,
+        n_test=base.n_test if n_test is None else n_test,
         snr=snr,
         resolution_mm=resolution_mm,
     )
     layers_of = dict(region_layers or EFFICIENTNET_REGION_LAYERS)
 
     def build(folder: Path) -> None:
+        nonlocal cfg
         stimuli = build_stimulus_set(
             folder / _STIMULI_DIR,
             images=images,
@@ -388,6 +392,7 @@ def _generate(
             seed=seed,
             verbose=verbose,
         )
+        cfg = dataclasses.replace(cfg, n_test=_n_test_for(n_test, len(stimuli)))
         layers = list(dict.fromkeys(layers_of.values()))
         logger.info("Computing EfficientNet-Lite0 features of %d images: %s", len(stimuli), layers)
         features = compute_layer_features(
@@ -423,6 +428,20 @@ def _generate(
 
     dest, _ = generate_atomically(out, build, if_exists=if_exists)
     return load_simulated_fmri(dest)
+
+
+def _n_test_for(n_test: int | None, n_stimuli: int) -> int:
+    """The number of shared test stimuli: ``n_test``, checked against the stimuli before any
+    network runs, or the default for this many stimuli."""
+    if n_test is None:
+        return DEFAULT_N_TEST if n_stimuli >= 10 * DEFAULT_N_TEST else max(2, n_stimuli // 10)
+    if n_test >= n_stimuli:
+        raise ValueError(
+            f"n_test={n_test} (--n-test) leaves no training stimulus among the {n_stimuli} "
+            f"stimuli; give n_test below {n_stimuli} (e.g. {max(2, n_stimuli // 10)}), or more "
+            "stimuli."
+        )
+    return n_test
 
 
 def load_simulated_fmri(folder: str | os.PathLike, *, checksums: bool = True) -> SimulatedFMRI:
