@@ -30,8 +30,8 @@
 #   reach.
 #
 # With `BRAINALIGN_SMOKE=1` (used by CI) it builds a tiny version in a temporary folder;
-# otherwise it loads (or generates once, about a minute) the default dataset from brainalign's
-# cache folder.
+# otherwise it loads (or generates once, about 1.5 minutes) the default dataset from
+# brainalign's cache folder.
 
 # %%
 import os

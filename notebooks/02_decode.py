@@ -29,8 +29,8 @@
 #   stimuli under the known noise — no decoder can beat it in expectation.
 #
 # With `BRAINALIGN_SMOKE=1` (used by CI) a tiny dataset is generated in a temporary folder and
-# trained for a few epochs; otherwise the default dataset is loaded (or generated once, about a
-# minute) and trained with `configs/decode_simulated_fmri.yaml`.
+# trained for a few epochs; otherwise the default dataset is loaded (or generated once, about
+# 1.5 minutes) and trained with `configs/decode_simulated_fmri.yaml`.
 
 # %%
 import os

@@ -32,8 +32,8 @@
 #    layer is identified.
 #
 # With `BRAINALIGN_SMOKE=1` (used by CI) it builds a small dataset in a temporary folder;
-# otherwise it loads (or generates once, about a minute) the default dataset from brainalign's
-# cache folder.
+# otherwise it loads (or generates once, about 1.5 minutes) the default dataset from
+# brainalign's cache folder.
 
 # %%
 import os
@@ -82,10 +82,11 @@ dataset
 # %% [markdown]
 # ## Layer features and region patterns of the shared test images
 #
-# The layers are grid-pooled (4 × 4) activations of EfficientNet-Lite0, read from the feature
-# cache the generator filled. The region patterns are each subject's betas of the test images,
-# averaged over their three repetitions; subjects have different voxel counts, so each region is
-# a list of one `(n_stimuli, n_voxels)` array per subject.
+# The layers are activations of EfficientNet-Lite0, read from the feature cache the generator
+# filled: the convolutional layers grid-pooled (4 × 4), `global_pool` (the image embedding) as
+# it is. The region patterns are each subject's betas of the test images, averaged over their
+# three repetitions; subjects have different voxel counts, so each region is a list of one
+# `(n_stimuli, n_voxels)` array per subject.
 
 # %%
 truth = dataset.ground_truth.region_layers  # region -> generating layer (hidden from the analysis)

@@ -91,7 +91,7 @@ def test_demo_runs_the_main_job(capsys, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_cli_demo_with_the_shipped_config(capsys, tmp_path, monkeypatch):
-    """``brainalign demo`` as users run it (~6 min on 2 cores): the contrastive decoder beats
+    """``brainalign demo`` as users run it (~15-20 min on 2 cores): the contrastive decoder beats
     ridge and the reconstructions score above chance."""
     monkeypatch.setenv("BRAINALIGN_CACHE", str(tmp_path / "cache"))
     assert cli.main(["demo", "--quiet", "--data-root", str(tmp_path / "data")]) == 0

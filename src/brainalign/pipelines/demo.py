@@ -3,9 +3,9 @@
 The demo (1) loads and validates every dataset manifest that ships with brainalign, (2) checks
 the real example files that ship inside the nibabel and nilearn wheels against the ``examples``
 manifest and reads those real recordings through brainalign's readers, (3) generates the default
-simulated NSD-like fMRI dataset once into the cache folder (about a minute on 2 CPU cores; later
-runs load it), validates it against the shipped ``simulated_fmri`` manifest and prints its ground
-truth, (4) runs RSA on the measured test-set responses: for every region, the RDM of each
+simulated NSD-like fMRI dataset once into the cache folder (about 1.5 minutes on 2 CPU cores;
+later runs load it), validates it against the shipped ``simulated_fmri`` manifest and prints its
+ground truth, (4) runs RSA on the measured test-set responses: for every region, the RDM of each
 EfficientNet-Lite0 layer is compared with the region's RDM, and the best layer is checked against
 the layer that generated the region, (5) trains the contrastive decoder (per-subject adapters,
 MindEye-style encoder) and the ridge baseline and reports retrieval in both directions against the

@@ -203,7 +203,9 @@ class FMRISimulationConfig:
     n_subjects : int
         Number of subjects.
     n_test : int
-        Stimuli in the shared test set, seen by every subject (NSD: 1,000 shared images).
+        Stimuli in the shared test set, seen by every subject (NSD: 1,000 shared images). The
+        default simulated dataset uses 300
+        (:data:`brainalign.pipelines.simulate_fmri.DEFAULT_N_TEST`).
     train_overlap : float
         Fraction of the training stimuli seen by every subject; the other training stimuli
         are split into disjoint blocks, one per subject (NSD: none shared).

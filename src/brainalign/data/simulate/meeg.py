@@ -355,7 +355,9 @@ def default_visual_sources() -> tuple[SourceSpec, ...]:
 
     The two early sources read the same layer out with different weights (as the two
     hemispheres see different halves of the visual field). The layers are those of the
-    simulated fMRI dataset (:data:`brainalign.pipelines.simulate_fmri.EFFICIENTNET_REGION_LAYERS`).
+    simulated fMRI dataset (:data:`brainalign.pipelines.simulate_fmri.EFFICIENTNET_REGION_LAYERS`)
+    except for ``vot_right``: the fMRI VOT region reads ``global_pool`` out, this source
+    ``blocks.6``.
 
     Returns
     -------
