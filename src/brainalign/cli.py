@@ -187,6 +187,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         args.run,
         out_dir=args.out,
         epochs=args.epochs,
+        decoder_images=args.decoder_images or None,
         low_level=args.low_level,
         strength=args.strength,
         verbose=not args.quiet,
@@ -387,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="output folder (default RUN/reconstruction)"
     )
     p.add_argument("--epochs", type=int, default=30, help="epochs of the stand-in image decoder")
+    p.add_argument(
+        "--decoder-images",
+        type=int,
+        default=1000,
+        help="training images the stand-in image decoder learns from, at most (0: all)",
+    )
     p.add_argument(
         "--low-level",
         action="store_true",

@@ -299,9 +299,11 @@ def test_cli_evaluate_and_reconstruct_a_run(run, tmp_path, capsys, monkeypatch):
     assert list(out.glob("image_decoder-*/image_decoder.safetensors"))
     blended = tmp_path / "recon-low"
     args = ["reconstruct", str(run.out_dir), "--out", str(blended), "--epochs", "2", "--quiet"]
-    assert cli.main([*args, "--low-level", "--strength", "0.5"]) == 0
+    assert cli.main([*args, "--low-level", "--strength", "0.5", "--decoder-images", "20"]) == 0
     table = pd.read_csv(blended / "reconstruction_metrics.tsv", sep="\t", dtype={"source": str})
-    assert table.loc[table["source"] != "ceiling", "method"].str.contains("strength=0.5").all()
+    methods = table.loc[table["source"] != "ceiling", "method"]
+    assert methods.str.contains("strength=0.5").all()
+    assert methods.str.contains("stand-in decoder trained on 20 of the 48 training").all()
 
 
 def test_a_prior_weight_trains_the_joint_prior_that_reconstruction_uses(dataset, run, tmp_path):

@@ -250,6 +250,6 @@ def test_the_standin_learns_from_a_seeded_subset_of_the_training_images(
     assert ids1 == sorted(ids1, key=train_ids.index)
     np.testing.assert_array_equal(t1, plain_run.targets[[row[s] for s in ids1]])
     assert ids_all == train_ids  # None: every training image
-    for bad in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match=r"'decoder_images' must be"):
+    for bad in (0, -3, 2.5, 10.0, True, "abc", float("nan"), [5]):
+        with pytest.raises(ValueError, match=r"'decoder_images' must be an integer >= 1 \(how"):
             reconstruct_from_decoding(plain_run, dataset, decoder_images=bad, **FAST)

@@ -239,13 +239,15 @@ def reconstruct_from_decoding(
     row = {sid: i for i, sid in enumerate(ids)}
     test_rows = [row[s] for s in test_ids]
     train_ids = [sid for sid in ids if sid not in set(test_ids)]
-    if decoder_images is not None:
-        if isinstance(decoder_images, bool) or int(decoder_images) != decoder_images:
-            raise ValueError(
-                f"'decoder_images' must be an integer or None, got {decoder_images!r}."
-            )
-        if decoder_images < 1:
-            raise ValueError(f"'decoder_images' must be at least 1, got {decoder_images!r}.")
+    if decoder_images is not None and (
+        isinstance(decoder_images, bool)
+        or not isinstance(decoder_images, int | np.integer)
+        or decoder_images < 1
+    ):
+        raise ValueError(
+            "'decoder_images' must be an integer >= 1 (how many training images the stand-in "
+            f"decoder learns from) or None for all of them, got {decoder_images!r}."
+        )
     steps: list[str] = []
 
     # 1. the embeddings to draw
@@ -291,6 +293,11 @@ def reconstruct_from_decoding(
                 len(train_ids), int(decoder_images), replace=False
             )
             fit_ids = [train_ids[i] for i in np.sort(keep)]
+        if len(fit_ids) < len(train_ids):
+            steps.append(
+                f"stand-in decoder trained on {len(fit_ids)} of the {len(train_ids)} training "
+                "images (decoder_images)"
+            )
         standin = _image_decoder(
             results.targets[[row[s] for s in fit_ids]],
             fit_ids,
@@ -655,6 +662,7 @@ def reconstruct_run(
     *,
     out_dir: str | os.PathLike | None = None,
     epochs: int = 30,
+    decoder_images: int | None = 1000,
     prior: Any = "auto",
     low_level: bool = False,
     strength: float = DEFAULT_STRENGTH,
@@ -671,6 +679,8 @@ def reconstruct_run(
         Output folder; default ``<run>/reconstruction``.
     epochs : int
         Training epochs of the stand-in image decoder.
+    decoder_images : int | None
+        At most this many training images for the stand-in decoder (``None``: all).
     prior : "auto" | DiffusionPrior | None
         ``"auto"``: the prior trained jointly with the run's encoder when it has one (see
         :func:`reconstruct_from_decoding`).
@@ -693,6 +703,7 @@ def reconstruct_run(
         low_level=low_level,
         strength=strength,
         epochs=epochs,
+        decoder_images=decoder_images,
         out_dir=folder,
         verbose=verbose,
     )
