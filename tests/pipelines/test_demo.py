@@ -43,7 +43,8 @@ def test_demo_runs_the_main_job(capsys, tmp_path, monkeypatch):
 
     monkeypatch.setenv("BRAINALIGN_CACHE", str(tmp_path / "cache"))
     quick = {
-        "decode_overrides": ["train.epochs=8"],
+        # one ridge penalty: no cross-validation (fitted twice here, ~10 s per subject with CV)
+        "decode_overrides": ["train.epochs=8", "ridge_alphas=[3162.0]"],
         "reconstruction_epochs": 2,
         "meeg_overrides": ["train.epochs=2", "n_bootstrap=50", "block_duration=10"],
         "meeg_duration": 60.0,
