@@ -252,6 +252,22 @@ def test_the_run_folder_holds_config_results_and_a_resumable_checkpoint(decoded,
     pd.testing.assert_frame_equal(again.table, decoded.table)
 
 
+def test_a_meeg_run_is_not_resumed_on_another_dataset(decoded, dataset, tmp_path):
+    import json
+    import shutil
+
+    record = json.loads((decoded.out_dir / "dataset.json").read_text())
+    assert record["folder"] == str(Path(dataset.root).resolve())
+    run = tmp_path / "run"
+    shutil.copytree(decoded.out_dir, run)
+    other = {"folder": "/elsewhere/meg-speech", "manifest_sha256": "0" * 64}
+    (run / "dataset.json").write_text(json.dumps(other))
+    config = decoded.config
+    with pytest.raises(ValueError, match=r"was trained on the dataset '/elsewhere/meg-speech'"):
+        decode_simulated_meeg(dataset, config=config, out_dir=run, resume=True, verbose=False)
+    assert json.loads((run / "dataset.json").read_text()) == other  # nothing overwritten
+
+
 def test_brainalign_train_dispatches_a_meeg_config(dataset, tmp_path):
     config = _tiny(dataset).replace(n_bootstrap=0)
     path = config.to_yaml(tmp_path / "meg.yaml")

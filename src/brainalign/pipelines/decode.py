@@ -878,14 +878,14 @@ def _dataset_identity(dataset: Any) -> dict[str, str] | None:
     checksum): what a run records, so that it is never resumed on other data."""
     from brainalign._utils.atomic import file_sha256
 
-    folder = getattr(dataset, "folder", None)
+    folder = getattr(dataset, "folder", None) or getattr(dataset, "root", None)
     if folder is None or not (Path(folder) / "manifest.yaml").is_file():
         return None
     digest = file_sha256(Path(folder) / "manifest.yaml")
     return {"folder": str(Path(folder).resolve()), "manifest_sha256": digest}
 
 
-def _check_same_dataset(run_dir: Path, dataset: Any) -> None:
+def _check_same_dataset(run_dir: Path, dataset: Any, config_name: str = DECODE_CONFIG_NAME) -> None:
     """Refuse to resume a run that was trained on another dataset (e.g. an earlier version of
     the default one): its weights would load, and be scored on data they never saw."""
     current = _dataset_identity(dataset)
@@ -895,8 +895,8 @@ def _check_same_dataset(run_dir: Path, dataset: Any) -> None:
     if (run_dir / DATASET_RECORD_NAME).is_file():
         recorded = json.loads((run_dir / DATASET_RECORD_NAME).read_text())
         same = recorded.get("manifest_sha256") == current["manifest_sha256"]
-    elif (run_dir / DECODE_CONFIG_NAME).is_file():  # a run written before the record existed
-        named = read_yaml_mapping(run_dir / DECODE_CONFIG_NAME).get("dataset")
+    elif (run_dir / config_name).is_file():  # a run written before the record existed
+        named = read_yaml_mapping(run_dir / config_name).get("dataset")
         if not isinstance(named, str) or named == "default":
             return
         recorded = {"folder": str(Path(named).expanduser().resolve())}
@@ -912,12 +912,17 @@ def _check_same_dataset(run_dir: Path, dataset: Any) -> None:
         )
 
 
-def _save_run(out_dir: Path, config: DecodeConfig, prep: _Prepared, dataset: Any) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _record_dataset(run_dir: Path, dataset: Any) -> None:
+    """Write ``run_dir/dataset.json`` (see :func:`_check_same_dataset`)."""
     identity = _dataset_identity(dataset)
     if identity is not None:
-        with atomic_write(out_dir / DATASET_RECORD_NAME, "w") as fh:
+        with atomic_write(run_dir / DATASET_RECORD_NAME, "w") as fh:
             json.dump(identity, fh, indent=2)
+
+
+def _save_run(out_dir: Path, config: DecodeConfig, prep: _Prepared, dataset: Any) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _record_dataset(out_dir, dataset)
     values = config.to_dict()
     if config.dataset == "default" and dataset is not None:
         values["dataset"] = str(Path(dataset.folder).resolve())

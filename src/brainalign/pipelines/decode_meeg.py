@@ -75,8 +75,10 @@ from .decode import (
     DecodeResults,
     _ceiling_row,
     _check_alphas,
+    _check_same_dataset,
     _coerce_config,
     _merge_train,
+    _record_dataset,
     _retrieval_rows,
     _SectionedConfig,
 )
@@ -579,7 +581,8 @@ def decode_simulated_meeg(
         in ``train/``, ``results.tsv``, ``curves.tsv``. ``None``: ``config.train.out_dir``'s
         parent when that is set, else nothing is written.
     resume : bool
-        Continue the training from the latest checkpoint in ``out_dir/train``.
+        Continue the training from the latest checkpoint in ``out_dir/train``; a run trained on
+        another dataset (``out_dir/dataset.json``) is refused with a ``ValueError``.
     verbose : bool
         Progress bars and the results table.
     seed : int | None
@@ -619,7 +622,10 @@ def decode_simulated_meeg(
     )
     config = config.replace(train=train_config)
     if run_dir is not None:
+        if resume:
+            _check_same_dataset(run_dir, dataset, MEEG_CONFIG_NAME)
         run_dir.mkdir(parents=True, exist_ok=True)
+        _record_dataset(run_dir, dataset)
         values = config.to_dict()
         values["dataset"] = str(Path(dataset.root).resolve())  # the data this run used
         MEEGDecodeConfig.from_dict(values).to_yaml(run_dir / MEEG_CONFIG_NAME)
