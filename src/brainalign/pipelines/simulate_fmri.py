@@ -42,6 +42,7 @@ from brainalign.data.simulate._common import MANIFEST_NAME, generate_atomically
 from brainalign.data.simulate.fmri import (
     FMRIGroundTruth,
     FMRISimulationConfig,
+    check_n_test,
     load_fmri_ground_truth,
     simulate_fmri,
     subject_paths,
@@ -438,12 +439,7 @@ def _n_test_for(n_test: int | None, n_stimuli: int) -> int:
     network runs, or the default for this many stimuli."""
     if n_test is None:
         return DEFAULT_N_TEST if n_stimuli >= 10 * DEFAULT_N_TEST else max(2, n_stimuli // 10)
-    if n_test >= n_stimuli:
-        raise ValueError(
-            f"n_test={n_test} (--n-test) leaves no training stimulus among the {n_stimuli} "
-            f"stimuli; give n_test below {n_stimuli} (e.g. {max(2, n_stimuli // 10)}), or more "
-            "stimuli."
-        )
+    check_n_test(n_test, n_stimuli)
     return n_test
 
 

@@ -115,6 +115,7 @@ __all__ = [
     "FMRISimulationConfig",
     "RegionSpec",
     "SubjectSimulation",
+    "check_n_test",
     "compute_ncsnr",
     "load_brain_mask",
     "load_fmri_ground_truth",
@@ -659,15 +660,22 @@ def _check_region_layers(
     return {n: mapping[n] for n in names}
 
 
+def check_n_test(n_test: int, n_stimuli: int) -> None:
+    """Refuse a number of shared test stimuli that leaves no training stimulus, or fewer than
+    the 2 that identification needs (called before any feature is computed, too)."""
+    if n_test >= n_stimuli:
+        raise ValueError(
+            f"n_test={n_test} (--n-test) leaves no training stimulus among the {n_stimuli} "
+            f"stimuli; give n_test below {n_stimuli} (e.g. {max(2, n_stimuli // 10)}), or more "
+            "stimuli."
+        )
+    if n_test < 2:
+        raise ValueError(f"n_test={n_test}: identification needs at least 2 test stimuli.")
+
+
 def _allocate(n_stimuli: int, cfg: FMRISimulationConfig) -> tuple[np.ndarray, list[np.ndarray]]:
     """Positions of the shared test stimuli and of each subject's stimuli (sorted)."""
-    if cfg.n_test >= n_stimuli:
-        raise ValueError(
-            f"n_test={cfg.n_test} leaves no training stimulus among the {n_stimuli} stimuli; "
-            "use fewer test stimuli or more stimuli."
-        )
-    if cfg.n_test < 2:
-        raise ValueError(f"n_test={cfg.n_test}: identification needs at least 2 test stimuli.")
+    check_n_test(cfg.n_test, n_stimuli)
     rng = child_rng(cfg.seed, "allocation")
     perm = rng.permutation(n_stimuli)
     test = np.sort(perm[: cfg.n_test])
