@@ -293,7 +293,6 @@ def reconstruct_from_decoding(
                 len(train_ids), int(decoder_images), replace=False
             )
             fit_ids = [train_ids[i] for i in np.sort(keep)]
-        if len(fit_ids) < len(train_ids):
             steps.append(
                 f"stand-in decoder trained on {len(fit_ids)} of the {len(train_ids)} training "
                 "images (decoder_images)"
