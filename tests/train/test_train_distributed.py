@@ -3,7 +3,9 @@
 Each rank takes ``batch_size / 2`` trials of every global batch (DistributedSampler semantics),
 the CLIP loss gathers the embeddings of both ranks and DDP averages the gradients (the learnable
 logit scale included), so the weights after every step are those of one process training on the
-whole batch. Dropout is off (its masks would differ); rounding differs (reduction order).
+whole batch. Dropout is off (its masks would differ); rounding differs (reduction order). With
+a regression term (``regression_weight``), each rank's mean squared error over its rows, with
+DDP's gradient average, is the mean over the global batch.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from tests.train.train_testing import dataset, tiny_model
 from brainalign.train import TrainConfig, fit, latest_checkpoint, load_checkpoint
 
 WORLD_SIZE = 2
-# one step, then a whole run (10 steps over 2 epochs, checkpoints written by rank 0)
-STEPS = (1, 10)
+# (run name, steps, regression_weight): one step, then a whole run (10 steps over 2 epochs,
+# checkpoints written by rank 0), then a whole run with the regression term
+RUNS = (("ddp1", 1, 0.0), ("ddp10", 10, 0.0), ("ddp10-regression", 10, 2.0))
 
 
-def _config(out_dir: str | None) -> TrainConfig:
+def _config(out_dir: str | None, regression_weight: float = 0.0) -> TrainConfig:
     return TrainConfig(
         loss="clip", epochs=2, batch_size=16, lr=3e-3, warmup=0.2, ema_decay=0.9, seed=1,
-        out_dir=out_dir, checkpoint_every=3,
+        out_dir=out_dir, checkpoint_every=3, regression_weight=regression_weight,
     )  # fmt: skip
 
 
@@ -40,9 +43,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
     try:
-        for steps in STEPS:
-            run_dir = str(Path(out_dir) / f"ddp{steps}")
-            result = fit(tiny_model(dropout=0.0), dataset(), None, _config(run_dir),
+        for name, steps, weight in RUNS:
+            run_dir = str(Path(out_dir) / name)
+            result = fit(tiny_model(dropout=0.0), dataset(), None, _config(run_dir, weight),
                          callbacks=[_stop_after(steps)], verbose=False)  # fmt: skip
             state = {
                 "model": result.model.state_dict(),
@@ -79,10 +82,10 @@ def test_two_ranks_equal_one_process(tmp_path):
     torch.multiprocessing.spawn(
         _worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True
     )
-    for steps in STEPS:
-        ranks = _load_ranks(tmp_path / f"ddp{steps}")
+    for name, steps, weight in RUNS:
+        ranks = _load_ranks(tmp_path / name)
         torch.set_num_threads(1)
-        single = fit(tiny_model(dropout=0.0), dataset(), None, _config(None),
+        single = fit(tiny_model(dropout=0.0), dataset(), None, _config(None, weight),
                      callbacks=[_stop_after(steps)], verbose=False)  # fmt: skip
         assert single.n_steps == steps
         assert all(r["steps"] == steps for r in ranks)
@@ -97,4 +100,4 @@ def test_two_ranks_equal_one_process(tmp_path):
     state = load_checkpoint(latest_checkpoint(tmp_path / "ddp10"))
     assert len(state["rng"]) == WORLD_SIZE
     assert state["trainer"]["step"] == 10
-    _assert_close(state["model"], ranks[0]["model"], 0.0)
+    _assert_close(state["model"], _load_ranks(tmp_path / "ddp10")[0]["model"], 0.0)

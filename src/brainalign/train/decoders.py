@@ -254,6 +254,9 @@ class ContrastiveDecoder:
         ``TrainConfig.loss`` (``"clip"``, ``"softclip"``, ``"mindeye"`` …).
     epochs, batch_size, lr, weight_decay : int, int, float, float
         As in :class:`~brainalign.train.TrainConfig`.
+    regression_weight : float
+        Weight of the backbone's mean squared error to the targets added to the contrastive
+        loss (:attr:`TrainConfig.regression_weight <brainalign.train.TrainConfig>`; 0: none).
     config : TrainConfig | None
         Every other training setting; the arguments above override its fields.
     seed : int
@@ -281,6 +284,7 @@ class ContrastiveDecoder:
         batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 1e-2,
+        regression_weight: float = 0.0,
         config: Any = None,
         seed: int = 0,
         verbose: bool = False,
@@ -292,6 +296,7 @@ class ContrastiveDecoder:
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.regression_weight = regression_weight
         self.config = config
         self.seed = seed
         self.verbose = verbose
@@ -371,6 +376,7 @@ class ContrastiveDecoder:
             batch_size=min(self.batch_size, len(data)),
             lr=self.lr,
             weight_decay=self.weight_decay,
+            regression_weight=self.regression_weight,
             seed=self.seed,
         )
         torch.manual_seed(self.seed)

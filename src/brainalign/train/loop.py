@@ -9,6 +9,8 @@ One step, as written in :func:`fit`::
     loss       = loss(z, t)           gathered over ranks under torch.distributed
     loss      += prior_weight * prior.loss(model(x, subject).backbone, batch.target)
                                       only with a diffusion prior trained jointly (below)
+    loss      += regression_weight * mse(model(x, subject).backbone, batch.target)
+                                      only with regression_weight > 0 (Benchetrit et al. 2024)
     AdamW step, clip the gradient norm, step the LR schedule, update the EMA
 
 After each epoch the validation trials are encoded (with the EMA weights when there are some)
@@ -161,9 +163,10 @@ def _build_schedule(config: TrainConfig) -> Any:
 
 
 class JointOutput(NamedTuple):
-    """What the objective returns when a diffusion prior is trained with the encoder.
+    """What the objective returns when a term is added to the contrastive loss.
 
-    ``loss`` is what is minimised, ``contrastive + prior_weight * prior``; ``align``,
+    ``loss`` is what is minimised, ``contrastive + prior_weight * prior + regression_weight *
+    regression``; ``prior`` and ``regression`` are ``None`` when their weight is 0. ``align``,
     ``uniform`` and the accuracies are the contrastive loss's terms (as in
     :class:`~brainalign.losses.LossOutput`).
     """
@@ -174,7 +177,8 @@ class JointOutput(NamedTuple):
     accuracy_xy: torch.Tensor | None
     accuracy_yx: torch.Tensor | None
     contrastive: torch.Tensor
-    prior: torch.Tensor
+    prior: torch.Tensor | None
+    regression: torch.Tensor | None = None
 
 
 class _Objective(nn.Module):
@@ -188,12 +192,14 @@ class _Objective(nn.Module):
         distributed: bool,
         prior: nn.Module | None = None,
         prior_weight: float = 0.0,
+        regression_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
         self.distributed = distributed
         self.prior_weight = float(prior_weight)
+        self.regression_weight = float(regression_weight)
         # registered last: without a prior the parameters (and their order) are unchanged
         self.prior = prior
 
@@ -212,19 +218,34 @@ class _Objective(nn.Module):
     ) -> Any:
         output = self.model(x, subject)
         out = self._contrastive(_projected(output), target, labels, stage, perm, betas)
-        if self.prior is None:
+        if self.prior is None and not self.regression_weight:
             return out
-        generator = None
-        if prior_seed is not None:
-            generator = torch.Generator("cpu").manual_seed(int(prior_seed))
-        module: Any = self.prior  # a DiffusionPrior: the loss method is duck-typed here
-        prior = module.loss(
-            _backbone(output).float(), target.float(), generator=generator, rows=prior_rows,
-            n_rows=prior_n_rows,
-        )  # fmt: skip
-        total = out.loss + self.prior_weight * prior
+        total = out.loss
+        regression = None
+        if self.regression_weight:
+            regression = _regression_loss(_backbone(output), target, perm, betas)
+            total = total + self.regression_weight * regression
+        prior = None
+        if self.prior is not None:
+            generator = None
+            if prior_seed is not None:
+                generator = torch.Generator("cpu").manual_seed(int(prior_seed))
+            module: Any = self.prior  # a DiffusionPrior: the loss method is duck-typed here
+            prior = module.loss(
+                _backbone(output).float(), target.float(), generator=generator, rows=prior_rows,
+                n_rows=prior_n_rows,
+            )  # fmt: skip
+            total = total + self.prior_weight * prior
         return JointOutput(total, out.align, out.uniform, out.accuracy_xy, out.accuracy_yx,
-                           out.loss, prior)  # fmt: skip
+                           out.loss, prior, regression)  # fmt: skip
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The names of the loss's terms, logged apart when there is more than one."""
+        extra: tuple[str, ...] = ("prior",) if self.prior is not None else ()
+        if self.regression_weight:
+            extra += ("regression",)
+        return ("contrastive", *extra) if extra else ()
 
     def _contrastive(
         self,
@@ -250,6 +271,24 @@ class _Objective(nn.Module):
         if isinstance(self.loss, _labelled_types()):
             return self.loss(z, t, labels=labels, return_output=True)
         return self.loss(z, t, return_output=True)
+
+
+def _regression_loss(
+    backbone: torch.Tensor,
+    target: torch.Tensor,
+    perm: torch.Tensor | None,
+    betas: torch.Tensor | None,
+) -> torch.Tensor:
+    """Mean squared error between the backbone output and the target, per value.
+
+    Under BiMixCo the inputs were mixed, ``betas * x + (1 - betas) * x[perm]``; the target is
+    mixed with the same coefficients (mixup of a regression), not left unmixed.
+    """
+    target = target.float()
+    if perm is not None and betas is not None:
+        coef = betas.to(target).reshape((-1,) + (1,) * (target.ndim - 1))
+        target = coef * target + (1 - coef) * target[perm]
+    return F.mse_loss(backbone.float(), target)
 
 
 def _labelled_types() -> tuple[type, ...]:
@@ -614,7 +653,10 @@ def _fit(
     schedule = _build_schedule(config)
     if prior is not None:
         prior.to(device)
-    objective = _Objective(model, loss_module, distributed, prior, config.prior_weight).to(device)
+    objective = _Objective(
+        model, loss_module, distributed, prior, config.prior_weight, config.regression_weight
+    ).to(device)
+    terms = objective.terms
     optimizer = _optimizer(objective.named_parameters(), config)
 
     batches0 = epoch_batches(
@@ -648,8 +690,7 @@ def _fit(
         "epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": None,
         "bad_epochs": 0, "history": [], "stopped": False, "train_loss_sum": 0.0,
     }  # fmt: skip
-    if prior is not None:
-        trainer.update(contrastive_loss_sum=0.0, prior_loss_sum=0.0)
+    trainer.update({f"{name}_loss_sum": 0.0 for name in terms})
     best_state: dict[str, torch.Tensor] | None = None
     best_prior: dict[str, torch.Tensor] | None = None
     metrics_path = out_dir / METRICS_NAME if out_dir is not None else None
@@ -777,18 +818,14 @@ def _fit(
                 ema.update(model)
             trainer["step"] += 1
             trainer["batch"] = b + 1
-            if prior is None:
-                loss_value = _all_ranks_mean(out.loss, world_size)
-            else:
-                loss_value, contrastive_value, prior_value = _all_ranks_means(
-                    (out.loss, out.contrastive, out.prior), world_size
-                )
-                trainer["contrastive_loss_sum"] += contrastive_value
-                trainer["prior_loss_sum"] += prior_value
+            loss_value, *term_values = _all_ranks_means(
+                (out.loss, *(getattr(out, name) for name in terms)), world_size
+            )
             trainer["train_loss_sum"] += loss_value
             record = {"event": "step", "step": trainer["step"], "epoch": epoch, "loss": loss_value}
-            if prior is not None:
-                record.update(contrastive_loss=contrastive_value, prior_loss=prior_value)
+            for name, value in zip(terms, term_values, strict=True):
+                trainer[f"{name}_loss_sum"] += value
+                record[f"{name}_loss"] = value
             if trainer["step"] % config.log_every == 0:
                 for key, name in (("align", "align"), ("uniform", "uniform"),
                                   ("accuracy_xy", "acc_brain_to_target")):  # fmt: skip
@@ -826,9 +863,8 @@ def _fit(
             "step": trainer["step"],
             "train_loss": trainer["train_loss_sum"] / max(1, len(batches)),
         }
-        if prior is not None:
-            for name in ("contrastive_loss", "prior_loss"):
-                entry[f"train_{name}"] = trainer[f"{name}_sum"] / max(1, len(batches))
+        for name in terms:
+            entry[f"train_{name}_loss"] = trainer[f"{name}_loss_sum"] / max(1, len(batches))
         if val_data is not None:
             context = ema.swapped(model) if ema is not None else contextlib.nullcontext()
             with context:
@@ -858,8 +894,7 @@ def _fit(
             stop = True
         epoch += 1
         trainer.update(epoch=epoch, batch=0, train_loss_sum=0.0, stopped=stop)
-        if prior is not None:
-            trainer.update(contrastive_loss_sum=0.0, prior_loss_sum=0.0)
+        trainer.update({f"{name}_loss_sum": 0.0 for name in terms})
         _save()
     if bar is not None:
         bar.close()  # type: ignore[attr-defined]
