@@ -101,6 +101,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             n_subjects=args.n_subjects if args.n_subjects is not None else 4,
             n_stimuli=args.n_stimuli,
             n_test=args.n_test,
+            train_overlap=args.train_overlap,
             snr=args.snr if args.snr is not None else 0.3,
             images=args.images,
             resolution_mm=args.resolution_mm,
@@ -314,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="shared test images (default 300; a tenth of the images when under 3000)",
+    )
+    g.add_argument(
+        "--train-overlap",
+        type=float,
+        default=None,
+        help="fraction of the training images every subject sees, the others split between "
+        "subjects (default 1: all)",
     )
     g.add_argument("--resolution-mm", type=int, default=3, help="voxel size, mm (default 3)")
     g = p.add_argument_group("meg / eeg options")

@@ -24,10 +24,16 @@ def test_simulate_fmri_writes_a_dataset_that_reads_back(tmp_path, monkeypatch, c
     assert ds.subjects == ["01", "02"]
     assert len(ds.stimuli) == 16
     assert ds.ground_truth.info["config"]["snr"] == 0.5
+    assert ds.ground_truth.info["config"]["train_overlap"] == 1.0  # the default: all images
     # a second run refuses to clobber the dataset unless told to
     assert cli.main(args) == 2
     assert "overwrite" in capsys.readouterr().err
     assert cli.main([*args, "--overwrite"]) == 0
+    # --train-overlap 0: the 12 training images are split between the 2 subjects
+    assert cli.main([*args, "--overwrite", "--train-overlap", "0"]) == 0
+    ds = load_simulated_fmri(out)
+    assert ds.ground_truth.info["config"]["train_overlap"] == 0.0
+    assert [ds[s].trials["stimulus_id"].nunique() for s in ds.subjects] == [10, 10]
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")

@@ -43,8 +43,8 @@ def test_demo_runs_the_main_job(capsys, tmp_path, monkeypatch):
 
     monkeypatch.setenv("BRAINALIGN_CACHE", str(tmp_path / "cache"))
     quick = {
-        # one ridge penalty: no cross-validation (fitted twice here, ~10 s per subject with CV)
-        "decode_overrides": ["train.epochs=8", "ridge_alphas=[3162.0]"],
+        # 3 epochs of ~29,000 trials; one ridge penalty: no cross-validation (fitted twice here)
+        "decode_overrides": ["train.epochs=3", "ridge_alphas=[3162.0]"],
         "reconstruction_epochs": 2,
         "meeg_overrides": ["train.epochs=2", "n_bootstrap=50", "block_duration=10"],
         "meeg_duration": 60.0,
@@ -68,7 +68,7 @@ def test_demo_runs_the_main_job(capsys, tmp_path, monkeypatch):
     assert summary.loc["ridge", ("brain_to_stimulus", "top1")] > 0.1
     assert "== Reconstruction" in out
     assert "stand-in decoder" in out
-    run = tmp_path / "data" / "demo-decode-fmri-v2-seed0"
+    run = tmp_path / "data" / "demo-decode-fmri-v3-seed0"
     assert (run / "reconstruction" / "reconstructions.png").is_file()
     # speech from MEG: segment retrieval beside ridge and the whitened oracle
     assert "Decoding speech from simulated MEG" in out
@@ -78,7 +78,7 @@ def test_demo_runs_the_main_job(capsys, tmp_path, monkeypatch):
     ceiling = meg[(meg["model"] == "ceiling") & (meg["metric"] == "top1")]["value"]
     assert ceiling.min() > 0.9
     assert (tmp_path / "data" / "meg-speech-v1-60s-seed0" / "manifest.yaml").is_file()
-    manifest = tmp_path / "data" / "fmri-v2-seed0" / "manifest.yaml"
+    manifest = tmp_path / "data" / "fmri-v3-seed0" / "manifest.yaml"
     mtime = manifest.stat().st_mtime_ns
 
     # a second run loads the cached dataset and evaluates the finished run again

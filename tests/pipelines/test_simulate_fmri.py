@@ -18,8 +18,10 @@ from scipy.stats import spearmanr
 
 from brainalign._utils.errors import ChecksumError
 from brainalign.data.simulate._common import zscore_columns
+from brainalign.data.simulate.fmri import FMRISimulationConfig
 from brainalign.io import Recording, StimulusSet, load_images
 from brainalign.pipelines.simulate_fmri import (
+    DEFAULT_TRAIN_OVERLAP,
     EFFICIENTNET_REGION_LAYERS,
     SimulatedFMRI,
     compute_layer_features,
@@ -232,6 +234,32 @@ def test_n_test_defaults_to_a_tenth_of_few_images_and_is_checked_before_the_netw
     assert len(ds.test_ids) == 3  # 30 images: a tenth of them, not the default's 300
 
 
+def _stimuli_of(ds, sub):
+    return set(ds[sub].trials["stimulus_id"].astype(str))
+
+
+def test_every_subject_sees_every_image_unless_train_overlap_splits_them(dataset, cache, tmp_path):
+    # the default (DEFAULT_TRAIN_OVERLAP = 1): as many images per subject as there are
+    assert DEFAULT_TRAIN_OVERLAP == 1.0
+    everything = {str(i) for i in dataset.stimuli.ids}
+    assert all(_stimuli_of(dataset, sub) == everything for sub in dataset.subjects)
+    assert dataset.ground_truth.info["config"]["train_overlap"] == 1.0
+    # none shared: every training image is seen by exactly one subject
+    split = simulate_fmri_dataset(tmp_path / "split", seed=1, feature_cache_dir=cache,
+                                  train_overlap=0.0, **TINY)  # fmt: skip
+    test = {str(i) for i in split.test_ids}
+    own = [_stimuli_of(split, sub) - test for sub in split.subjects]
+    assert not own[0] & own[1]
+    assert own[0] | own[1] == everything - test
+    assert all(_stimuli_of(split, sub) >= test for sub in split.subjects)
+    # a config's own value is kept when the argument is left at None
+    config = FMRISimulationConfig(train_overlap=0.0)
+    again = simulate_fmri_dataset(tmp_path / "config", seed=1, feature_cache_dir=cache,
+                                  config=config, **TINY)  # fmt: skip
+    assert again.ground_truth.info["config"]["train_overlap"] == 0.0
+    assert _files(again.folder / "sub-01") == _files(split.folder / "sub-01")
+
+
 def test_natural_images_are_deterministic_and_varied(tmp_path):
     a = build_natural_images(tmp_path / "a", n_stimuli=12, image_size=24, seed=5)
     build_natural_images(tmp_path / "b", n_stimuli=12, image_size=24, seed=5)
@@ -262,13 +290,14 @@ def test_default_dataset(tmp_path, monkeypatch):
     start = time.perf_counter()
     ds = default_simulated_fmri(verbose=False)
     elapsed = time.perf_counter() - start
-    assert ds.folder == tmp_path / "cache" / "simulated" / "fmri-v2-seed0"
+    assert ds.folder == tmp_path / "cache" / "simulated" / "fmri-v3-seed0"
     assert len(ds.stimuli) == 3000
     assert len(ds.test_ids) == 300
     assert ds.ground_truth.region_layers["VOT"] == "global_pool"
     assert len(ds.subjects) == 4
     for sub in ds.subjects:
         assert 1500 < ds[sub].n_features < 4000
+        assert ds[sub].trials["stimulus_id"].nunique() == 3000  # every subject sees every image
     start = time.perf_counter()
     again = default_simulated_fmri(verbose=False)
     assert again.folder == ds.folder
