@@ -109,22 +109,23 @@ class TrainConfig:
         when another process shared the two cores (the threads wait for each other).
     prior_weight : float
         Weight of the diffusion prior's loss trained jointly with the encoder (MindEye: 30):
-        each step minimises ``contrastive + prior_weight * prior_loss``, where the prior is
+        each step adds ``prior_weight * prior_loss`` to the contrastive loss, where the prior is
         conditioned on the encoder's backbone output (not the projector's) and denoises the
         target embedding. ``0`` (the default): no prior, training exactly as without one. A
         positive weight needs the prior network passed to :func:`~brainalign.train.fit`
         (``prior=brainalign.reconstruct.build_joint_prior(config, target_shape)``).
     regression_weight : float
-        Weight of a mean squared error between the encoder's backbone output and the target,
-        added to the contrastive loss: each step minimises ``contrastive + regression_weight *
-        mse``. The projector feeds the contrastive loss, the backbone the regression, as in
-        Benchetrit et al. (2024), who train their MEG decoder on ``λ · CLIP + (1 - λ) · MSE``
-        (``regression_weight = (1 - λ) / λ``; the rate scales the whole loss). The contrastive
-        loss only ranks; the regression also asks for the target's scale and every one of its
-        dimensions, which regularises a decoder trained on few, noisy trials (measured on the
-        default simulated fMRI dataset: see ``configs/decode_simulated_fmri.yaml``). ``0``
-        (the default): contrastive only. Under BiMixCo the regression's target is mixed like
-        the inputs.
+        Weight of a mean squared error between the encoder's backbone output and the target:
+        each step adds ``regression_weight * mse`` to the contrastive loss (and to the prior's
+        term, when there is one). The projector feeds the contrastive loss, the backbone the
+        regression, as in Benchetrit et al. (2024), who train their MEG decoder on
+        ``λ · CLIP + (1 - λ) · MSE`` (``regression_weight = (1 - λ) / λ``; the rate scales
+        the whole loss). The contrastive loss only ranks; the regression also asks for the
+        target's scale and every one of its dimensions, which regularises a decoder trained on
+        few, noisy trials (measured on the default simulated fMRI dataset: see
+        ``configs/decode_simulated_fmri.yaml``). ``0`` (the default): contrastive only. Under
+        BiMixCo the regression's target is mixed like the inputs. A run resumes only with the
+        weight it was trained with.
     prior_kwargs : dict
         The prior's architecture and noise schedule: fields of
         :class:`brainalign.reconstruct.PriorConfig` (``width``, ``depth``, ``n_heads``,

@@ -254,9 +254,10 @@ class ContrastiveDecoder:
         ``TrainConfig.loss`` (``"clip"``, ``"softclip"``, ``"mindeye"`` …).
     epochs, batch_size, lr, weight_decay : int, int, float, float
         As in :class:`~brainalign.train.TrainConfig`.
-    regression_weight : float
+    regression_weight : float | None
         Weight of the backbone's mean squared error to the targets added to the contrastive
         loss (:attr:`TrainConfig.regression_weight <brainalign.train.TrainConfig>`; 0: none).
+        ``None``: ``config``'s (0 without a config).
     config : TrainConfig | None
         Every other training setting; the arguments above override its fields.
     seed : int
@@ -284,7 +285,7 @@ class ContrastiveDecoder:
         batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 1e-2,
-        regression_weight: float = 0.0,
+        regression_weight: float | None = None,
         config: Any = None,
         seed: int = 0,
         verbose: bool = False,
@@ -376,7 +377,9 @@ class ContrastiveDecoder:
             batch_size=min(self.batch_size, len(data)),
             lr=self.lr,
             weight_decay=self.weight_decay,
-            regression_weight=self.regression_weight,
+            regression_weight=(
+                base.regression_weight if self.regression_weight is None else self.regression_weight
+            ),
             seed=self.seed,
         )
         torch.manual_seed(self.seed)

@@ -284,6 +284,12 @@ def _regression_loss(
     Under BiMixCo the inputs were mixed, ``betas * x + (1 - betas) * x[perm]``; the target is
     mixed with the same coefficients (mixup of a regression), not left unmixed.
     """
+    if backbone.shape != target.shape:  # F.mse_loss would broadcast (n, D) against (n, 1, D)
+        raise ValueError(
+            f"regression_weight needs the model's backbone output shaped like the targets, got "
+            f"{tuple(backbone.shape)} for targets {tuple(target.shape)}; build the model with "
+            f"target_shape={tuple(target.shape[1:])}, or set regression_weight=0."
+        )
     target = target.float()
     if perm is not None and betas is not None:
         coef = betas.to(target).reshape((-1,) + (1,) * (target.ndim - 1))
@@ -707,6 +713,15 @@ def _fit(
                 + " a jointly trained prior, and this fit has "
                 + ("none" if prior is None else "one")
                 + "; resume with the run's own config (its prior_weight) and prior."
+            )
+        saved = state.get("config")
+        saved_weight = getattr(saved, "regression_weight", config.regression_weight)
+        if saved_weight != config.regression_weight:
+            # the loss would change mid-run, and the new term's running sums start mid-epoch
+            raise ValueError(
+                f"The checkpoint {str(checkpoint)!r} was trained with regression_weight="
+                f"{saved_weight}, and this fit has regression_weight={config.regression_weight}; "
+                "resume with the run's own config, or train a new run in another out_dir."
             )
         if prior is not None:
             try:
