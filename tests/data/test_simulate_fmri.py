@@ -151,9 +151,27 @@ def test_shared_test_set_is_seen_by_every_subject_three_times(sim):
         train_sets.append(set(d.loc[d["split"] == "train", "stimulus_id"]))
     shared = train_sets[0] & train_sets[1]
     n_train = N_STIM - cfg.n_test
-    assert len(shared) == round(cfg.train_overlap * n_train)
+    assert cfg.train_overlap == 1.0  # the default: every subject sees every stimulus
+    assert len(shared) == n_train
     assert len(train_sets[0] | train_sets[1]) == n_train  # every training stimulus is used
     assert not (train_sets[0] & set(sim.test_ids))
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.25])
+def test_train_overlap_shares_that_fraction_and_splits_the_rest(overlap):
+    from brainalign.data.simulate.fmri import _allocate
+
+    cfg = FMRISimulationConfig(**{**SMALL, "n_subjects": 3}, train_overlap=overlap)
+    test, per_subject = _allocate(N_STIM, cfg)
+    n_train = N_STIM - cfg.n_test
+    train_sets = [set(p) - set(test) for p in per_subject]
+    shared = set.intersection(*train_sets)
+    assert len(shared) == round(overlap * n_train)
+    own = [t - shared for t in train_sets]
+    assert sum(len(o) for o in own) == n_train - len(shared)  # the rest: disjoint blocks
+    assert set.union(*train_sets) == set(range(N_STIM)) - set(test)
+    assert max(len(o) for o in own) - min(len(o) for o in own) <= 1
+    assert all(set(test) <= set(p) for p in per_subject)
 
 
 def test_design_table_columns_and_timing(sim):

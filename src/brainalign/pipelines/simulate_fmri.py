@@ -88,7 +88,8 @@ DEFAULT_N_TEST = 300
 #: hold out a tenth for validation): as many images per subject as 3,000 stimuli allow (NSD:
 #: ~9,000 per subject, none shared). Version 2 gave each subject its own images and ~880 in all
 #: (``train_overlap=0.1``); with 3 times fewer images per subject the contrastive decoder's
-#: 300-way top-1 fell from 0.84 to 0.73 and ridge's from 0.53 to 0.41 (measured, same model):
+#: 300-way top-1 fell from 0.84 to 0.73 and ridge's from 0.53 to 0.41 (measured, the shipped
+#: decode config trained 40 epochs):
 #: the measurement noise is averaged out by the number of images a subject has seen, not by the
 #: number of distinct images across subjects.
 DEFAULT_TRAIN_OVERLAP = 1.0

@@ -209,7 +209,11 @@ class FMRISimulationConfig:
         (:data:`brainalign.pipelines.simulate_fmri.DEFAULT_N_TEST`).
     train_overlap : float
         Fraction of the training stimuli seen by every subject; the other training stimuli
-        are split into disjoint blocks, one per subject (NSD: none shared).
+        are split into disjoint blocks, one per subject. 1 (the default): every subject sees
+        every stimulus, as many images per subject as the stimulus set allows (NSD: ~9,000
+        images per subject, none shared but the test set); the decoders' accuracy follows the
+        number of images a subject has seen (see
+        :data:`brainalign.pipelines.simulate_fmri.DEFAULT_TRAIN_OVERLAP`).
     n_repetitions : int
         Presentations of every stimulus to a subject (NSD: 3). At least 2 (noise ceilings).
     snr : float
@@ -252,7 +256,7 @@ class FMRISimulationConfig:
 
     n_subjects: int = 4
     n_test: int = 100
-    train_overlap: float = 0.1
+    train_overlap: float = 1.0
     n_repetitions: int = 3
     snr: float = 0.3
     snr_spread: float = 0.5
@@ -1349,8 +1353,9 @@ def write_fmri_simulation(
             "options": {"column": "split", "test_values": ["test"]},
             "average_test_repetitions": True,
             "description": (
-                "The stimuli every subject saw are the test set (responses averaged over "
-                "repetitions); the others are training stimuli."
+                "The stimuli marked split == test in the design (shown to every subject) are "
+                "the test set (responses averaged over repetitions); the others are training "
+                "stimuli."
             ),
         },
     }
