@@ -18,8 +18,10 @@
 #
 # MindEye's recipe on data whose answer is known: an encoder maps every subject's single-trial
 # betas (through a per-subject linear adapter into a shared space) to the embedding of the image
-# the subject saw, trained with a contrastive loss; the test images are then *retrieved* from the
-# responses averaged over repetitions — and the responses from the images.
+# the subject saw, trained with a contrastive loss (with the default config, plus a regression
+# of the embedding itself, as Benchetrit et al. 2024 train their MEG decoder); the test images
+# are then *retrieved* from the responses averaged over repetitions — and the responses from
+# the images.
 #
 # * **targets**: the 1,280-value image embedding of EfficientNet-Lite0 (`global_pool`), the
 #   offline stand-in for CLIP (with a network, `target_model="ViT-L-14"`,

@@ -413,7 +413,10 @@ plt.show()
 # the contrastive loss), denoising the target embedding. `TrainConfig.prior_weight > 0` turns
 # this on, with the prior network from `build_joint_prior(config, target_shape)` given to `fit`
 # (its shape from `TrainConfig.prior_kwargs`); the prior's loss is logged next to the
-# contrastive loss and the prior is saved in every checkpoint.
+# contrastive loss and the prior is saved in every checkpoint. The shipped recipe also adds a
+# regression of the target from the backbone (`regression_weight`, Benchetrit et al. 2024), so
+# here each step minimises `contrastive + regression_weight · mse + prior_weight · prior`, each
+# term logged on its own.
 #
 # Here the run's encoder recipe is trained again, with a prior, on the same standardised
 # responses (all the non-test trials, no validation split), into a `train_joint/` folder of
@@ -451,8 +454,10 @@ joint = fit(
 )
 print(f"encoder + prior: {joint.n_steps} steps in {time.perf_counter() - t0:.1f} s")
 history = pd.DataFrame(joint.history)
-fig, axes = plt.subplots(1, 2, figsize=(7, 2.5), layout="constrained")
-for ax, key in zip(axes, ("train_contrastive_loss", "train_prior_loss")):
+terms = [f"train_{t}_loss" for t in ("contrastive", "regression", "prior")]
+terms = [key for key in terms if key in history]
+fig, axes = plt.subplots(1, len(terms), figsize=(3.5 * len(terms), 2.5), layout="constrained")
+for ax, key in zip(axes, terms, strict=True):
     ax.plot(history["epoch"], history[key], marker="o", ms=3)
     ax.set_xlabel("epoch")
     ax.set_title(key.replace("train_", "").replace("_", " "), fontsize=9)
