@@ -258,6 +258,10 @@ def test_the_shipped_config_parses():
     assert config.dataset == "default"
     assert config.train.epochs == 3
     assert config.train.model == "mindeye2"
+    # the tuned recipe: no residual block, the CLIP loss plus 5 x the backbone's MSE
+    assert config.train.model_kwargs["n_blocks"] == 0
+    assert config.train.loss == "clip"
+    assert config.train.regression_weight == 5.0
 
 
 # ---------------------------------------------------------------------- reconstruction
@@ -283,6 +287,46 @@ def test_reconstruction_from_the_decoded_embeddings(run, dataset, tmp_path):
     table = pd.read_csv(tmp_path / "reconstruction_metrics.tsv", sep="\t", dtype={"source": str})
     assert len(table) == len(metrics)
     assert "stand-in" in str(recon)
+
+
+def test_a_run_with_a_regression_term_is_drawn_from_its_backbone(run, dataset, monkeypatch):
+    """Benchetrit et al. generate from the MSE head: with regression_weight > 0 the stand-in
+    decoder draws the backbone's regression of the embedding, not the projector's output."""
+    from brainalign.pipelines import reconstruct as R
+
+    train = run.config.train.replace(regression_weight=2.0, epochs=3, out_dir=None)
+    reg = decode_simulated_fmri(dataset, config=run.config.replace(train=train), verbose=False)
+    drawn = []
+    original = R._image_decoder
+
+    def recording_decoder(*args, **kwargs):
+        standin = original(*args, **kwargs)
+        decode = standin.decode
+
+        def record(emb):
+            drawn.append(np.asarray(emb))
+            return decode(emb)
+
+        standin.decode = record
+        return standin
+
+    monkeypatch.setattr(R, "_image_decoder", recording_decoder)
+    recon = R.reconstruct_from_decoding(
+        reg, dataset, image_size=16, epochs=1, n_bootstrap=20, verbose=False
+    )
+    assert "backbone outputs" in recon.method
+    backbone = R._backbone_outputs(reg.model, R._prepared(reg, dataset))
+    assert len(drawn) == len(dataset.subjects) + 1  # every subject, then the ceiling
+    for sub, emb in zip(dataset.subjects, drawn, strict=False):
+        np.testing.assert_allclose(emb, backbone[sub], rtol=1e-5, atol=1e-6)
+        assert not np.allclose(emb, reg.embeddings["contrastive"][sub], atol=1e-3)
+    # the run without the term draws its projected embeddings
+    drawn.clear()
+    plain = R.reconstruct_from_decoding(
+        run, dataset, image_size=16, epochs=1, n_bootstrap=20, verbose=False
+    )
+    assert "contrastive embeddings drawn directly" in plain.method
+    np.testing.assert_allclose(drawn[0], run.embeddings["contrastive"]["01"], rtol=1e-6)
 
 
 def test_cli_evaluate_and_reconstruct_a_run(run, tmp_path, capsys, monkeypatch):
