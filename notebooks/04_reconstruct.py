@@ -150,6 +150,8 @@ results.summary("n-way").round(3)
 # `reconstruct_from_decoding` trains the stand-in decoder on the **training** images and their
 # target embeddings (cached in the output folder), draws every subject's decoded test
 # embeddings and the true test embeddings (the ceiling), and scores them against the seen images.
+# An encoder trained with a regression term (the shipped config's `regression_weight`) is
+# drawn from its backbone, its regression of the embedding; without one, from the projector.
 # Again: the images come from the offline stand-in decoder trained on this dataset's own
 # training images, so they look like averages of training images, and the numbers below are not
 # comparable with published ones.
@@ -264,8 +266,8 @@ pd.concat(
 # other folds and predicts the held-out stimuli's repetition-averaged responses, as the test
 # responses are averaged. Every subject's pairs are pooled. At test time the prior is
 # conditioned on the run's ridge predictions of the test responses — the same space. (The
-# contrastive encoder's outputs live in another space, its projector's, so they are not used
-# here.) No test stimulus enters the prior's training.
+# contrastive encoder's projected outputs live in another space, so they are not used here.)
+# No test stimulus enters the prior's training.
 
 # %%
 stats = np.load(results.out_dir / PREPROCESSING_NAME)
