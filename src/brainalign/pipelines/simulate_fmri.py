@@ -18,9 +18,9 @@
 The images are fed to the network at their own size (``image_size``, 128 px by default, instead
 of EfficientNet-Lite0's 224 px), with channels-last convolutions: the network's cost grows with
 the number of pixels. Measured on 2 CPU cores for the default dataset (3,000 images, 4
-subjects, 3 mm voxels): about 90 s of wall time in all on a lightly loaded machine, most of it
-the features (the network's forward passes); 32 s when the features are in the cache, peak
-memory 2.1 GiB. At 224 px the features cost about three times as much. A second generation
+subjects, 9,000 trials each, 3 mm voxels): 79 s of wall time in all, 58 s when the features
+are in the cache (the rest: drawing, storing and reading back 36,000 trials), peak memory
+3.7 GB. At 224 px the features cost about three times as much. A second generation
 with the same stimuli reads the features from the cache.
 """
 
