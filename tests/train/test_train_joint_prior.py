@@ -3,11 +3,15 @@ the checkpoints and resumes exactly, ``prior_weight=0`` changes nothing, samplin
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from tests.train.train_testing import TARGET_DIM, dataset, tiny_model
+from tests.train.train_testing import (
+    TARGET_DIM,
+    assert_equal_states,
+    dataset,
+    metrics_records,
+    tiny_model,
+)
 
 from brainalign.reconstruct import build_joint_prior, load_joint_prior, sample
 from brainalign.train import TrainConfig, fit, latest_checkpoint, load_checkpoint
@@ -30,17 +34,6 @@ def _fit(config, train, val=None, *, model_seed=0, **kwargs):
                **kwargs)  # fmt: skip
 
 
-def _records(config):
-    path = latest_checkpoint(config.out_dir).parent.parent / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _assert_equal_states(a, b):
-    assert a.keys() == b.keys()
-    for key, value in a.items():
-        assert torch.equal(b[key], value), key
-
-
 def test_joint_training_decreases_both_losses(tmp_path):
     train = dataset()
     config = _config(tmp_path, "joint", epochs=8, checkpoint_every=None, warmup=0.1)
@@ -52,7 +45,7 @@ def test_joint_training_decreases_both_losses(tmp_path):
         first["train_contrastive_loss"] + 2.0 * first["train_prior_loss"], rel=1e-6
     )
     # every step record carries both losses next to the total that was minimised
-    steps = [r for r in _records(config) if r["event"] == "step"]
+    steps = [r for r in metrics_records(config) if r["event"] == "step"]
     assert len(steps) == result.n_steps == 40
     for record in steps:
         assert record["loss"] == pytest.approx(
@@ -97,10 +90,10 @@ def test_the_prior_is_in_the_checkpoint_and_reloads_equal(tmp_path):
     assert state["prior_config"]["width"] == 32
     # restore_best: the result holds the best epoch's prior, as the checkpoint's best_prior
     loaded = load_joint_prior(latest_checkpoint(config.out_dir))
-    _assert_equal_states(result.prior.state_dict(), loaded.state_dict())
-    _assert_equal_states(state["best_prior"], loaded.state_dict())
+    assert_equal_states(result.prior.state_dict(), loaded.state_dict())
+    assert_equal_states(state["best_prior"], loaded.state_dict())
     last = load_joint_prior(state, best=False)
-    _assert_equal_states(state["prior"], last.state_dict())
+    assert_equal_states(state["prior"], last.state_dict())
     assert not loaded.training
 
 
@@ -129,12 +122,12 @@ def test_resume_mid_epoch_equals_uninterrupted(tmp_path, loss):
                   verbose=False)  # fmt: skip
 
     assert resumed.n_steps == 15
-    _assert_equal_states(full.model.state_dict(), resumed.model.state_dict())
-    _assert_equal_states(full.prior.state_dict(), resumed.prior.state_dict())
+    assert_equal_states(full.model.state_dict(), resumed.model.state_dict())
+    assert_equal_states(full.prior.state_dict(), resumed.prior.state_dict())
     if full.ema is not None:
-        _assert_equal_states(full.ema.state_dict(), resumed.ema.state_dict())
+        assert_equal_states(full.ema.state_dict(), resumed.ema.state_dict())
     assert resumed.history == full.history
-    assert _records(config) == _records(full_config)
+    assert metrics_records(config) == metrics_records(full_config)
 
 
 def test_prior_weight_zero_changes_nothing(tmp_path):
@@ -149,14 +142,14 @@ def test_prior_weight_zero_changes_nothing(tmp_path):
     inert = plain.replace(prior_weight=0.0, prior_kwargs=PRIOR, out_dir=str(tmp_path / "b"))
     a = fit(tiny_model(), train, val, plain, verbose=False)
     b = fit(tiny_model(), train, val, inert, verbose=False)
-    _assert_equal_states(a.model.state_dict(), b.model.state_dict())
+    assert_equal_states(a.model.state_dict(), b.model.state_dict())
     assert a.history == b.history
     assert b.prior is None
     state = load_checkpoint(latest_checkpoint(inert.out_dir))
     assert not {"prior", "prior_config", "best_prior"} & set(state)
     assert not {"contrastive_loss_sum", "prior_loss_sum"} & set(state["trainer"])
     assert load_joint_prior(state) is None
-    records = _records(inert)
+    records = metrics_records(inert)
     assert not any("prior_loss" in r or "train_prior_loss" in r for r in records)
 
 

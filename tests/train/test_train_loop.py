@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from tests.train.train_testing import SIZES, TARGET_DIM, dataset, tiny_model
+from tests.train.train_testing import SIZES, TARGET_DIM, dataset, metrics_records, tiny_model
 
 from brainalign.train import TrainConfig, evaluate_retrieval, fit, latest_checkpoint
 
@@ -24,11 +22,6 @@ def _config(tmp_path, name, **changes):
         out_dir=str(tmp_path / name),
     )  # fmt: skip
     return TrainConfig(**{**values, **changes})
-
-
-def _records(config):
-    path = latest_checkpoint(config.out_dir).parent.parent / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -63,7 +56,7 @@ def test_resume_mid_epoch_equals_uninterrupted(tmp_path, case):
             assert torch.equal(resumed.ema.state_dict()[key], value), key
     assert resumed.history == full.history
     # the log of the resumed run is the uninterrupted run's, without duplicated steps
-    assert _records(config) == _records(full_config)
+    assert metrics_records(config) == metrics_records(full_config)
 
 
 def test_early_stopping_and_metrics(tmp_path):
@@ -79,7 +72,7 @@ def test_early_stopping_and_metrics(tmp_path):
     assert result.best_epoch == 0
     assert seen.count("step") == 15
     assert seen.count("epoch") == 3
-    records = _records(config)
+    records = metrics_records(config)
     steps = [r for r in records if r["event"] == "step"]
     assert [r["step"] for r in steps] == [2, 4, 6, 8, 10, 12, 14]
     assert {"loss", "lr", "grad_norm", "align", "uniform", "acc_brain_to_target"} <= set(steps[0])

@@ -5,13 +5,17 @@ run equals an uninterrupted one, and ``regression_weight=0`` changes nothing."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.train.train_testing import dataset, synthetic, tiny_model
+from tests.train.train_testing import (
+    assert_equal_states,
+    dataset,
+    metrics_records,
+    synthetic,
+    tiny_model,
+)
 
 from brainalign.train import (
     ContrastiveDecoder,
@@ -29,17 +33,6 @@ def _config(tmp_path, name, **changes):
         out_dir=str(tmp_path / name), regression_weight=0.5,
     )  # fmt: skip
     return TrainConfig(**{**values, **changes})
-
-
-def _records(config):
-    path = latest_checkpoint(config.out_dir).parent.parent / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _assert_equal_states(a, b):
-    assert a.keys() == b.keys()
-    for key, value in a.items():
-        assert torch.equal(b[key], value), key
 
 
 def test_the_objective_adds_the_weighted_mse_of_the_backbone():
@@ -121,7 +114,7 @@ def test_fit_minimises_and_logs_both_terms(tmp_path):
     assert first["train_loss"] == pytest.approx(
         first["train_contrastive_loss"] + 0.5 * first["train_regression_loss"], rel=1e-6
     )
-    steps = [r for r in _records(config) if r["event"] == "step"]
+    steps = [r for r in metrics_records(config) if r["event"] == "step"]
     assert len(steps) == result.n_steps == 40
     for record in steps:
         assert "prior_loss" not in record
@@ -172,9 +165,9 @@ def test_resume_mid_epoch_equals_uninterrupted(tmp_path, loss):
     assert latest_checkpoint(config.out_dir).name == "step-00000006"
     resumed = fit(tiny_model(seed=7), train, val, config, resume=True, verbose=False)
     assert resumed.n_steps == 15
-    _assert_equal_states(full.model.state_dict(), resumed.model.state_dict())
+    assert_equal_states(full.model.state_dict(), resumed.model.state_dict())
     assert resumed.history == full.history
-    assert _records(config) == _records(full_config)
+    assert metrics_records(config) == metrics_records(full_config)
 
 
 def test_a_resume_with_another_weight_is_refused(tmp_path):
@@ -190,7 +183,9 @@ def test_without_the_term_nothing_of_it_is_logged_or_saved(tmp_path):
     train, val = dataset(), dataset(n_stimuli=12, seed=1)
     config = _config(tmp_path, "plain", regression_weight=0.0, epochs=2)
     fit(tiny_model(), train, val, config, verbose=False)
-    assert not any("regression_loss" in r or "contrastive_loss" in r for r in _records(config))
+    assert not any(
+        "regression_loss" in r or "contrastive_loss" in r for r in metrics_records(config)
+    )
     state = load_checkpoint(latest_checkpoint(config.out_dir))
     assert not {"contrastive_loss_sum", "regression_loss_sum"} & set(state["trainer"])
 

@@ -6,11 +6,13 @@ stimulus, voxel and target counts all differ so that a transposed axis cannot pa
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
 from brainalign.models import build_model
-from brainalign.train import BrainTargetDataset
+from brainalign.train import BrainTargetDataset, latest_checkpoint
 
 SIZES = {"01": 7, "02": 9}
 N_STIMULI, TARGET_DIM = 40, 5
@@ -45,3 +47,16 @@ def tiny_model(seed: int = 0, dropout: float = 0.1) -> torch.nn.Module:
         n_blocks=1,
         dropout=dropout,
     )
+
+
+def metrics_records(config) -> list[dict]:
+    """The lines of the run's ``metrics.jsonl`` (beside the checkpoints of ``config.out_dir``)."""
+    path = latest_checkpoint(config.out_dir).parent.parent / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def assert_equal_states(a: dict, b: dict) -> None:
+    """Two state dicts hold the same keys and the same tensors, bit for bit."""
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        assert torch.equal(b[key], value), key
