@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.train.train_testing import SIZES, TARGET_DIM, dataset, metrics_records, tiny_model
+from tests.train.train_testing import (
+    SIZES,
+    TARGET_DIM,
+    crash_at_step,
+    dataset,
+    metrics_records,
+    tiny_model,
+)
 
 from brainalign.train import TrainConfig, evaluate_retrieval, fit, latest_checkpoint
 
@@ -35,12 +42,8 @@ def test_resume_mid_epoch_equals_uninterrupted(tmp_path, case):
 
     config = _config(tmp_path, "cut", **CASES[case])
 
-    def crash(info):
-        if info["event"] == "step" and info["step"] == 8:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny_model(seed=0), train, val, config, callbacks=[crash], verbose=False)
+        fit(tiny_model(seed=0), train, val, config, callbacks=[crash_at_step(8)], verbose=False)
     # the latest checkpoint is mid-epoch 1 (step 6 = epoch 1, batch 1)
     assert latest_checkpoint(config.out_dir).name == "step-00000006"
     resumed = fit(tiny_model(seed=7), train, val, config, resume=True, verbose=False)

@@ -60,3 +60,30 @@ def assert_equal_states(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key, value in a.items():
         assert torch.equal(b[key], value), key
+
+
+def assert_logged_terms_add_up(result, config, weights: dict[str, float]) -> None:
+    """The first epoch's and every step's logged ``loss`` is ``contrastive + Σ weight · term``
+    (``weights``: ``{"prior": 2.0}`` …), each term logged beside the total that was minimised."""
+    import pytest
+
+    def total(record: dict, prefix: str) -> float:
+        terms = sum(w * record[f"{prefix}{name}_loss"] for name, w in weights.items())
+        return record[f"{prefix}contrastive_loss"] + terms
+
+    first = result.history[0]
+    assert first["train_loss"] == pytest.approx(total(first, "train_"), rel=1e-6)
+    steps = [r for r in metrics_records(config) if r["event"] == "step"]
+    assert len(steps) == result.n_steps
+    for record in steps:
+        assert record["loss"] == pytest.approx(total(record, ""), rel=1e-5)
+
+
+def crash_at_step(step: int):
+    """A fit callback that interrupts the run (``KeyboardInterrupt``) when it reaches ``step``."""
+
+    def crash(info: dict) -> None:
+        if info["event"] == "step" and info["step"] == step:
+            raise KeyboardInterrupt
+
+    return crash
