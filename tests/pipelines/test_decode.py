@@ -206,6 +206,35 @@ def test_evaluate_checkpoint_gives_the_same_metrics(run):
     assert (run.out_dir / "results.tsv").is_file()
 
 
+def test_evaluation_reads_the_saved_ridge_and_refits_for_other_data(run, monkeypatch):
+    from brainalign.pipelines import decode as D
+    from brainalign.train.decoders import RidgeDecoder
+
+    assert (run.out_dir / D.RIDGE_NAME).is_file()
+    fits = []
+    original_fit = RidgeDecoder.fit
+
+    def counting_fit(self, X, Y):
+        fits.append(X.shape)
+        return original_fit(self, X, Y)
+
+    monkeypatch.setattr(RidgeDecoder, "fit", counting_fit)
+    again = evaluate_checkpoint(run.out_dir, verbose=False)
+    assert fits == []  # read from ridge.npz, not refitted
+    for sub, emb in run.embeddings["ridge"].items():
+        np.testing.assert_array_equal(again.embeddings["ridge"][sub], emb)
+        assert again.ridge[sub].alpha_ == run.ridge[sub].alpha_
+        np.testing.assert_array_equal(again.ridge[sub].cv_mse_, run.ridge[sub].cv_mse_)
+    # data whose manifest differs from the one the ridge was fitted on: refitted, same numbers
+    monkeypatch.setattr(
+        D, "_dataset_identity", lambda ds: {"folder": "elsewhere", "manifest_sha256": "0" * 64}
+    )
+    refit = evaluate_checkpoint(run.out_dir, verbose=False)
+    assert len(fits) == len(run.subjects)
+    for sub, emb in run.embeddings["ridge"].items():
+        np.testing.assert_allclose(refit.embeddings["ridge"][sub], emb, rtol=1e-6, atol=1e-7)
+
+
 def test_decode_in_memory_with_a_train_config(dataset, run):
     """No out_dir: nothing written; a TrainConfig alone takes the other settings' defaults."""
     train = TrainConfig(

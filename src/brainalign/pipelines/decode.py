@@ -20,7 +20,8 @@ The job, as :func:`decode_simulated_fmri` runs it:
    single training trials of every subject, with checkpoints (and ``resume``) in
    ``out_dir/train``;
 4. **the ridge baseline**: :class:`brainalign.train.RidgeDecoder` per subject, on the same
-   training trials, penalty chosen by 5-fold cross-validation;
+   training trials, penalty chosen by 5-fold cross-validation, saved with the run
+   (``ridge.npz``) so that evaluating it again does not refit;
 5. **retrieval**, per subject and model, in both directions (brain → image: a test response's
    image among the candidates; image → brain: a test image's response among the subject's test
    responses), by cosine similarity:
@@ -116,6 +117,7 @@ DIRECTIONS = ("brain_to_stimulus", "stimulus_to_brain")
 DECODE_CONFIG_NAME = "decode.yaml"
 PREPROCESSING_NAME = "preprocessing.npz"
 DATASET_RECORD_NAME = "dataset.json"
+RIDGE_NAME = "ridge.npz"
 TRAIN_DIR = "train"
 _DEFAULT_RIDGE_ALPHAS = (1.0, 10.0, 100.0, 316.0, 1000.0, 3162.0, 10000.0, 100000.0)
 
@@ -868,12 +870,66 @@ def _encode_test(model: Any, prep: _Prepared) -> dict[str, np.ndarray]:
 def _fit_ridge(prep: _Prepared, config: DecodeConfig) -> tuple[dict[str, Any], dict]:
     from brainalign.train.decoders import RidgeDecoder
 
-    decoders, emb = {}, {}
-    for sub, (x, ids) in prep.train.items():
-        dec = RidgeDecoder(alphas=config.ridge_alphas).fit(x, prep.targets[ids])
-        decoders[sub] = dec
-        emb[sub] = dec.predict(prep.test[sub]).astype(np.float32)
-    return decoders, emb
+    decoders = {
+        sub: RidgeDecoder(alphas=config.ridge_alphas).fit(x, prep.targets[ids])
+        for sub, (x, ids) in prep.train.items()
+    }
+    return decoders, _ridge_embeddings(decoders, prep)
+
+
+def _ridge_embeddings(decoders: Mapping[str, Any], prep: _Prepared) -> dict[str, np.ndarray]:
+    return {sub: dec.predict(prep.test[sub]).astype(np.float32) for sub, dec in decoders.items()}
+
+
+def _save_ridge(run_dir: Path, decoders: Mapping[str, Any], dataset: Any) -> None:
+    """Write the fitted ridge decoders to ``run_dir/ridge.npz`` with the penalties tried and the
+    dataset's manifest digest: a later evaluation of the run on the same data reads them
+    instead of refitting (5-fold CV: ~35 s per subject on the default dataset)."""
+    identity = _dataset_identity(dataset)
+    arrays: dict[str, np.ndarray] = {
+        "subjects": np.asarray(list(decoders), dtype=str),
+        "manifest_sha256": np.asarray(identity["manifest_sha256"] if identity else ""),
+    }
+    for sub, dec in decoders.items():
+        arrays[f"alphas/{sub}"] = np.atleast_1d(np.asarray(dec.alphas, dtype=np.float64))
+        arrays[f"coef/{sub}"] = dec.coef_
+        arrays[f"intercept/{sub}"] = dec.intercept_
+        arrays[f"alpha/{sub}"] = np.asarray(dec.alpha_)
+        arrays[f"cv_mse/{sub}"] = dec.cv_mse_
+    with atomic_write(run_dir / RIDGE_NAME, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _load_ridge(
+    run_dir: Path, dataset: Any, config: DecodeConfig, prep: _Prepared
+) -> dict[str, Any] | None:
+    """The ridge decoders saved with the run, or ``None`` when they cannot stand for a refit:
+    no file, another dataset (or one without a manifest), other penalties, other subjects or
+    voxel counts."""
+    from brainalign.train.decoders import RidgeDecoder
+
+    path = run_dir / RIDGE_NAME
+    identity = _dataset_identity(dataset)
+    if not path.is_file() or identity is None:
+        return None
+    alphas = np.atleast_1d(np.asarray(config.ridge_alphas, dtype=np.float64))
+    with np.load(path) as saved:
+        if str(saved["manifest_sha256"]) != identity["manifest_sha256"]:
+            return None
+        if saved["subjects"].tolist() != list(prep.train):
+            return None
+        decoders = {}
+        for sub, (x, _) in prep.train.items():
+            coef = saved[f"coef/{sub}"]
+            if coef.shape[1] != x.shape[1] or not np.array_equal(saved[f"alphas/{sub}"], alphas):
+                return None
+            dec = RidgeDecoder(alphas=config.ridge_alphas)
+            dec.coef_, dec.intercept_ = coef, saved[f"intercept/{sub}"]
+            dec.alpha_ = float(saved[f"alpha/{sub}"])
+            dec.cv_mse_ = saved[f"cv_mse/{sub}"]
+            dec.n_features_in_ = coef.shape[1]
+            decoders[sub] = dec
+    return decoders
 
 
 def _dataset_identity(dataset: Any) -> dict[str, str] | None:
@@ -960,7 +1016,8 @@ def decode_simulated_fmri(
         layer and pooling.
     out_dir : path-like | None
         The run folder: ``decode.yaml``, ``preprocessing.npz``, the checkpoints and metrics in
-        ``train/``, and ``results.tsv``/``curves.tsv``. ``None``: ``config.train.out_dir``'s
+        ``train/``, the fitted ridge decoders (``ridge.npz``), and ``results.tsv``/
+        ``curves.tsv``. ``None``: ``config.train.out_dir``'s
         parent folder when that is set, else nothing is written (and no checkpoint).
     resume : bool
         Continue the training from the latest checkpoint in ``out_dir/train``. A run trained
@@ -1018,6 +1075,8 @@ def decode_simulated_fmri(
     train_seconds = time.perf_counter() - start
     model = fitted.model
     ridge, ridge_emb = _fit_ridge(prep, config)
+    if run_dir is not None:
+        _save_ridge(run_dir, ridge, dataset)
     embeddings = {"contrastive": _encode_test(model, prep), "ridge": ridge_emb}
     table, curves, notes = _evaluate(embeddings, prep, config, dataset)
     checkpoint = latest_checkpoint(run_dir / TRAIN_DIR) if run_dir is not None else None
@@ -1165,7 +1224,9 @@ def evaluate_checkpoint(
     targets : DataFrame | array-like | None
         The target embeddings (``None``: recomputed, from the feature cache, as configured).
     ridge : bool
-        Refit the ridge baseline (deterministic) and report it too.
+        Report the ridge baseline too: the decoders saved with the run (``ridge.npz``) when
+        they were fitted on this dataset with the run's penalties, else refitted
+        (deterministic: the same numbers).
     verbose : bool
         Print the table.
 
@@ -1198,7 +1259,11 @@ def evaluate_checkpoint(
     embeddings = {"contrastive": _encode_test(model, prep)}
     decoders: dict[str, Any] = {}
     if ridge:
-        decoders, embeddings["ridge"] = _fit_ridge(prep, config)
+        saved = _load_ridge(run, dataset, config, prep)
+        if saved is not None:
+            decoders, embeddings["ridge"] = saved, _ridge_embeddings(saved, prep)
+        else:
+            decoders, embeddings["ridge"] = _fit_ridge(prep, config)
     table, curves, notes = _evaluate(embeddings, prep, config, dataset)
     trainer = state.get("trainer", {})
     results = DecodeResults(
