@@ -261,18 +261,18 @@ def reconstruct_from_decoding(
 
     # 1. the embeddings to draw
     prior_module, prior_label = _resolve_prior(prior, results, model, device)
-    prep = None
-    if prior_module is not None or low_level is True:
-        prep = _prepared(results, dataset)
-    embeddings = {sub: np.asarray(emb) for sub, emb in results.embeddings[model].items()}
     regressed = (
         prior_module is None
         and model == "contrastive"
         and getattr(results.config.train, "regression_weight", 0.0) > 0
         and results.model is not None
     )
+    prep = None
+    if prior_module is not None or low_level is True or regressed:
+        prep = _prepared(results, dataset)
+    embeddings = {sub: np.asarray(emb) for sub, emb in results.embeddings[model].items()}
     if regressed:
-        embeddings = _backbone_outputs(results.model, _prepared(results, dataset))
+        embeddings = _backbone_outputs(results.model, prep)
     if prior_module is not None:
         if model == "contrastive":
             conditions = _backbone_outputs(results.model, prep)
