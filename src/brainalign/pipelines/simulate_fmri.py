@@ -92,7 +92,7 @@ DEFAULT_N_TEST = 300
 #: decode config trained 40 epochs):
 #: the measurement noise is averaged out by the number of images a subject has seen, not by the
 #: number of distinct images across subjects.
-DEFAULT_TRAIN_OVERLAP = 1.0
+DEFAULT_TRAIN_OVERLAP: float = FMRISimulationConfig.train_overlap  # the config's default: 1
 
 #: EfficientNet-Lite0's outputs that have no spatial grid any more (n_stimuli, n_values).
 POOLED_LAYERS: frozenset[str] = frozenset(
@@ -390,9 +390,7 @@ def _generate(
     device: Any,
     verbose: bool,
 ) -> SimulatedFMRI:
-    base = config
-    if base is None:
-        base = FMRISimulationConfig(train_overlap=DEFAULT_TRAIN_OVERLAP)
+    base = config if config is not None else FMRISimulationConfig()
     # checked here, before any image is made (n_test against the stimuli: once they exist)
     cfg = dataclasses.replace(
         base,
@@ -567,7 +565,7 @@ def default_simulated_fmri(
         n_subjects=defaults.n_subjects,
         n_stimuli=DEFAULT_N_STIMULI,
         n_test=DEFAULT_N_TEST,
-        train_overlap=DEFAULT_TRAIN_OVERLAP,
+        train_overlap=defaults.train_overlap,
         snr=defaults.snr,
         images=None,
         resolution_mm=defaults.resolution_mm,
