@@ -110,3 +110,20 @@ def test_ridge_equals_sklearn_for_wide_tall_and_rank_deficient_inputs(n, p, rank
     ref = Ridge(alpha=alpha, solver="svd").fit(X, Y)
     np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-5, atol=1e-8)
+
+
+def test_ridge_fitted_state_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(60, 9)), rng.normal(size=(60, 4))
+    dec = RidgeDecoder(alphas=[0.1, 10.0]).fit(X, Y)
+    np.savez(tmp_path / "ridge.npz", **dec.fitted_state())
+    with np.load(tmp_path / "ridge.npz") as saved:
+        again = RidgeDecoder.from_fitted_state(saved)
+    np.testing.assert_array_equal(again.predict(X), dec.predict(X))
+    assert again.alpha_ == dec.alpha_
+    assert again.alphas == (0.1, 10.0)
+    np.testing.assert_array_equal(again.cv_mse_, dec.cv_mse_)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        RidgeDecoder().fitted_state()
+    with pytest.raises(ValueError, match=r"lacks \['coef_'"):
+        RidgeDecoder.from_fitted_state({"alphas": [1.0]})

@@ -891,11 +891,7 @@ def _save_ridge(run_dir: Path, decoders: Mapping[str, Any], dataset: Any) -> Non
         "manifest_sha256": np.asarray(identity["manifest_sha256"] if identity else ""),
     }
     for sub, dec in decoders.items():
-        arrays[f"alphas/{sub}"] = np.atleast_1d(np.asarray(dec.alphas, dtype=np.float64))
-        arrays[f"coef/{sub}"] = dec.coef_
-        arrays[f"intercept/{sub}"] = dec.intercept_
-        arrays[f"alpha/{sub}"] = np.asarray(dec.alpha_)
-        arrays[f"cv_mse/{sub}"] = dec.cv_mse_
+        arrays.update({f"{sub}/{k}": v for k, v in dec.fitted_state().items()})
     with atomic_write(run_dir / RIDGE_NAME, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -920,14 +916,10 @@ def _load_ridge(
             return None
         decoders = {}
         for sub, (x, _) in prep.train.items():
-            coef = saved[f"coef/{sub}"]
-            if coef.shape[1] != x.shape[1] or not np.array_equal(saved[f"alphas/{sub}"], alphas):
+            state = {k.split("/", 1)[1]: saved[k] for k in saved.files if k.startswith(f"{sub}/")}
+            dec = RidgeDecoder.from_fitted_state(state)
+            if dec.n_features_in_ != x.shape[1] or not np.array_equal(state["alphas"], alphas):
                 return None
-            dec = RidgeDecoder(alphas=config.ridge_alphas)
-            dec.coef_, dec.intercept_ = coef, saved[f"intercept/{sub}"]
-            dec.alpha_ = float(saved[f"alpha/{sub}"])
-            dec.cv_mse_ = saved[f"cv_mse/{sub}"]
-            dec.n_features_in_ = coef.shape[1]
             decoders[sub] = dec
     return decoders
 

@@ -206,6 +206,32 @@ class RidgeDecoder:
         self.n_features_in_ = X.shape[1]
         return self
 
+    #: The attributes fit sets, all a fitted decoder needs (see :meth:`fitted_state`).
+    _FITTED = ("coef_", "intercept_", "alpha_", "cv_mse_")
+
+    def fitted_state(self) -> dict[str, np.ndarray]:
+        """The fitted attributes as arrays (``np.savez``-able), for :meth:`from_fitted_state`."""
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("This RidgeDecoder is not fitted yet; call fit(X, Y) first.")
+        state = {name: np.asarray(getattr(self, name)) for name in self._FITTED}
+        state["alphas"] = np.atleast_1d(np.asarray(self.alphas, dtype=np.float64))
+        return state
+
+    @classmethod
+    def from_fitted_state(cls, state: Mapping[str, Any], **kwargs: Any) -> RidgeDecoder:
+        """A fitted decoder from :meth:`fitted_state` (``kwargs``: ``cv``, ``fit_intercept``);
+        its predictions equal the original's to the bit."""
+        missing = [name for name in (*cls._FITTED, "alphas") if name not in state]
+        if missing:
+            raise ValueError(f"The ridge state lacks {missing}; give fitted_state()'s output.")
+        dec = cls(alphas=tuple(np.asarray(state["alphas"], dtype=np.float64).tolist()), **kwargs)
+        dec.coef_ = np.asarray(state["coef_"])
+        dec.intercept_ = np.asarray(state["intercept_"])
+        dec.alpha_ = float(state["alpha_"])
+        dec.cv_mse_ = np.asarray(state["cv_mse_"])
+        dec.n_features_in_ = dec.coef_.shape[1]
+        return dec
+
     def _check_fitted(self, X: Any) -> np.ndarray:
         if not hasattr(self, "coef_"):
             raise RuntimeError(
